@@ -1,0 +1,93 @@
+"""Tasks: one coding problem as data, the way every stage sees it (synth writes them, eval/SFT/RL read them).
+
+A task is HumanEval-shaped. The model is given `prompt` (the `def` line and a docstring) and writes the body;
+`solution` is the reference body. To run a completion, the program is
+
+    context + prompt + completion        (context: code the program may call, e.g. atomic functions)
+
+followed by the task's tests, each an `assert` line run by the sandbox with its own time limit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from labkit.config import UserError
+
+SPLITS = ("atom_base", "train_A", "train_B", "train_C", "test_in_domain", "test_target")
+
+
+@dataclass
+class Task:
+    id: str
+    split: str
+    prompt: str                  # "def f(xs: list[int]) -> int:\n    \"\"\"...\"\"\"\n"
+    entry_point: str             # the function the tests call
+    solution: str                # reference body, indented, ending with a newline
+    tests: list[dict]            # [{"args": [...], "expected": ...}, ...]
+    atoms: list[str]             # atomic functions used, in order of application
+    depth: int                   # number of atomic steps (1 for atom_base)
+    context: str = ""            # code placed before the prompt (the atoms, in `call` style)
+    kind: str = ""               # for test_target: "held_out_atom", "held_out_pair" or "deeper"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, record: dict) -> "Task":
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in record.items() if k in names}
+        known.setdefault("extra", {}).update({k: v for k, v in record.items() if k not in names})
+        return cls(**known)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(d.pop("extra"))
+        return d
+
+
+def format_prompt(header: str, description: str) -> str:
+    """The prompt the model sees: the def line and a one-paragraph docstring."""
+    return f'{header}\n    """{description}"""\n'
+
+
+def program(task: Task, completion: str) -> str:
+    """The text the sandbox runs for a completion (tests are passed separately)."""
+    body = completion if completion.endswith("\n") else completion + "\n"
+    return task.context + task.prompt + body
+
+
+def completion_first_line(task: Task) -> int:
+    """1-based line number in `program(task, ...)` where the completion starts."""
+    return (task.context + task.prompt).count("\n") + 1
+
+
+def test_snippets(task: Task) -> list[str]:
+    """One `assert` statement per test. Values go through JSON, so `repr` gives a valid Python literal."""
+    return [f"assert {task.entry_point}(*{t['args']!r}) == {t['expected']!r}" for t in task.tests]
+
+
+def cut_completion(text: str) -> str:
+    """The stop rule (DESIGN §2.3): keep the body up to its first non-indented, non-empty line."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        if line.strip() and not line[0].isspace():
+            break
+        out.append(line)
+    return "".join(out).rstrip() + "\n" if out else ""
+
+
+def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> list[Task]:
+    """Tasks of one split from a synth output directory, with errors that say how to fix a bad directory."""
+    data_dir = Path(data_dir)
+    if not (data_dir / "manifest.json").exists():
+        raise UserError(f"{data_dir} is not a data directory (no manifest.json); "
+                        f"make one with `python -m labkit synth --out {data_dir}`")
+    path = data_dir / f"{split}.jsonl"
+    if not path.exists():
+        have = sorted(p.stem for p in data_dir.glob("*.jsonl"))
+        raise UserError(f"no split {split!r} in {data_dir}; splits there: {', '.join(have)}")
+    tasks = [Task.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    if not tasks:
+        raise UserError(f"split {split!r} in {data_dir} is empty; regenerate the data with larger sizes")
+    return tasks[:limit] if limit is not None else tasks
