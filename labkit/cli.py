@@ -17,6 +17,9 @@ from labkit import config
 
 STAGES = {
     "atomic": ("labkit.atomic", "the library of atomic functions: check, list, export"),
+    "synth": ("labkit.synth", "synthesise composite functions and write the data splits"),
+    "pretrain": ("labkit.pretrain", "train the embedded default base model on a local corpus"),
+    "eval": ("labkit.evaluate", "sample from a model and measure pass@k per split"),
 }
 
 
