@@ -1,0 +1,172 @@
+"""Run directories: the one place a training run's config, metrics, samples and checkpoints live.
+
+    RUN/
+      config.json          the stage config (written once; a re-run must match it)
+      metrics.jsonl        append-only, one JSON object per line: step, split, metric, value, wall_time, ...
+      samples/step-N.jsonl the programs sampled at an evaluation, with their verdicts
+      checkpoints/
+        step-N/            save_pretrained format + trainer_state.pt (optimizer, scheduler, RNG, counters)
+        index.json         {"last": "step-N", "best": "step-M", "best_score": ...}, replaced atomically
+
+Crash safety: every file is written to a temporary name and renamed; metric lines are appended and fsync'ed.
+Re-running the same command on a run directory resumes from the last checkpoint and first drops the metric
+lines logged after it, so a killed run ends with each (step, split, metric) exactly once. Figures and the
+dashboard read run directories only, never a live trainer. This module knows no trainer.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from labkit import config
+from labkit.config import UserError
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> None:
+    """Write a whole JSONL file atomically (used for samples and data files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Read a JSONL file; a torn last line (a kill mid-append) is skipped rather than fatal."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+class RunDir:
+    """A run directory opened for writing by one trainer process (the main process under accelerate)."""
+
+    def __init__(self, path: str | Path, cfg=None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.ckpt_dir = self.path / "checkpoints"
+        self._t0 = time.time()
+        self._wall_offset = 0.0
+        if cfg is not None:
+            self._check_or_write_config(cfg)
+
+    def _check_or_write_config(self, cfg) -> None:
+        path = self.path / "config.json"
+        if path.exists():
+            old = json.loads(path.read_text())
+            new = config.to_dict(cfg)
+            if old != new:
+                diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                raise UserError(f"{self.path} holds a run with a different config (differs in: "
+                                f"{', '.join(diff)}); resume with the same settings or choose a new --out")
+        else:
+            config.save(cfg, path)
+
+    # --- metrics ---------------------------------------------------------------------------------------------
+
+    @property
+    def wall_time(self) -> float:
+        """Seconds of training so far, summed over resumed sessions."""
+        return self._wall_offset + time.time() - self._t0
+
+    def log(self, records: list[dict]) -> None:
+        """Append metric records (each with at least step, split, metric, value); wall_time is added."""
+        wall = round(self.wall_time, 3)
+        lines = "".join(json.dumps({"wall_time": wall, **r}, sort_keys=True) + "\n" for r in records)
+        with open(self.metrics_path, "a") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_path) if self.metrics_path.exists() else []
+
+    def write_samples(self, step: int, records: list[dict]) -> Path:
+        path = self.path / "samples" / f"step-{step:06d}.jsonl"
+        write_jsonl(path, records)
+        return path
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+
+    def _index(self) -> dict:
+        path = self.ckpt_dir / "index.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def save_checkpoint(self, step: int, model, tokenizer, state: dict, score: float | None = None) -> Path:
+        """Save model + tokenizer (save_pretrained) and the trainer's state; keep only last and best.
+
+        `score` (higher is better, e.g. held-out pass@1) decides the best checkpoint; None keeps the old best.
+        """
+        import torch  # only trainers call this; keeps the run store importable without torch
+
+        name = f"step-{step:06d}"
+        self.ckpt_dir.mkdir(exist_ok=True)
+        tmp = self.ckpt_dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        torch.save({**state, "step": step, "wall_time": self.wall_time}, tmp / "trainer_state.pt")
+        shutil.rmtree(self.ckpt_dir / name, ignore_errors=True)
+        os.replace(tmp, self.ckpt_dir / name)
+
+        index = self._index()
+        index["last"] = name
+        if score is not None and (index.get("best_score") is None or score > index["best_score"]):
+            index["best"], index["best_score"] = name, score
+        _write_atomic(self.ckpt_dir / "index.json", json.dumps(index, indent=1, sort_keys=True))
+        keep = {index.get("last"), index.get("best")}
+        for old in self.ckpt_dir.glob("step-*"):
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        return self.ckpt_dir / name
+
+    def checkpoint(self, which: str = "last") -> Path | None:
+        name = self._index().get(which)
+        return self.ckpt_dir / name if name else None
+
+    def resume(self) -> dict | None:
+        """Load the trainer state of the last checkpoint and drop metric lines logged after it.
+
+        Returns None for a fresh run (and then clears any metrics a run killed before its first checkpoint
+        left behind). The model weights are at `self.checkpoint("last")`, for the trainer to load.
+        """
+        import torch
+
+        ckpt = self.checkpoint("last")
+        state = None
+        if ckpt is not None:
+            state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+            self._wall_offset = state["wall_time"]
+            self._t0 = time.time()
+        last_step = state["step"] if state else -1
+        kept = [r for r in self.metrics() if r["step"] <= last_step]
+        write_jsonl(self.metrics_path, kept)
+        for stale in (self.path / "samples").glob("step-*.jsonl"):
+            if int(stale.stem.split("-")[1]) > last_step:
+                stale.unlink()
+        return state
+
+
+def load_metrics(run: str | Path):
+    """A run's metrics as a pandas DataFrame, with the run's name in a `run` column (for the dashboard)."""
+    import pandas as pd
+
+    run = Path(run)
+    df = pd.DataFrame(read_jsonl(run / "metrics.jsonl"))
+    df["run"] = run.name
+    return df
