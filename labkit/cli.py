@@ -20,6 +20,8 @@ STAGES = {
     "synth": ("labkit.synth", "synthesise composite functions and write the data splits"),
     "pretrain": ("labkit.pretrain", "train the embedded default base model on a local corpus"),
     "eval": ("labkit.evaluate", "sample from a model and measure pass@k per split"),
+    "sft": ("labkit.sft", "supervised fine-tuning with generalisation and overfitting curves"),
+    "rl": ("labkit.rl", "online RL with unit-test feedback (GRPO, RLTF)"),
 }
 
 
