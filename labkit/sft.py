@@ -1,0 +1,267 @@
+"""Supervised fine-tuning with generalisation and overfitting curves, checkpoints and crash-safe resume.
+
+    python -m labkit sft --preset quick --model runs/pretrain --data runs/data --out runs/sft
+
+Trains a causal LM on prompt -> reference body pairs drawn from a mixture of data splits (atomic functions
+and/or the synthetic pools A ⊂ B ⊂ C), with the loss on the response tokens only. Every `eval.every` steps the
+model is evaluated on a fixed sample of its own training prompts, `atom_base`, `test_in_domain` and
+`test_target` (greedy pass@1, sampled pass@k, error shares, reference loss): the curves of DESIGN §2.1.
+
+The loop is plain PyTorch (AdamW, warmup + cosine/linear schedule, gradient clipping) driven by an
+`accelerate.Accelerator`, so the same code runs on one CPU, one GPU, or data parallel under
+`accelerate launch` (`batch_size` is the global batch; each process gets its slice of every batch).
+Batches group examples of similar length (shuffle, then sort inside windows of 64 batches) to waste little
+compute on padding while keeping the order random.
+
+Re-running the same command on a run directory resumes from its last checkpoint: weights, optimizer,
+scheduler, RNG states, and the data position (which is a pure function of the seed and the step).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Literal
+
+import torch
+from tqdm.auto import tqdm
+
+from labkit import runs, training
+from labkit import tasks as tasks_mod
+from labkit.config import UserError
+from labkit.model import ModelConfig, load
+from labkit.training import EvalConfig
+
+TRAIN_SPLITS = ("atom_base", "train_A", "train_B", "train_C")
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)   # the base model (a directory) + LoRA
+    data_dir: str = "runs/data"            # output of `python -m labkit synth`
+    out_dir: str = "runs/sft"              # the run directory (re-run to resume)
+    # Data mixture: split -> weight. Each epoch holds round(weight * len(split)) examples of the split:
+    # 1 takes it once, 2 twice, 0.5 a fresh random half every epoch.
+    mixture: dict[str, float] = field(default_factory=lambda: {"atom_base": 1.0, "train_A": 1.0})
+    epochs: int = 3
+    batch_size: int = 16                   # global batch (split across processes under accelerate)
+    lr: float = 1e-3
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup: float = 0.05                   # fraction of all steps with a linear warmup
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    max_seq_len: int = 384                 # longer examples are dropped (a cut-off body teaches nonsense)
+    completion_only_loss: bool = True      # loss on the response tokens only (prompt tokens masked)
+    log_every: int = 10                    # training loss / lr lines every N steps
+    save_every: int = 0                    # extra checkpoints every N steps; 0: at each evaluation only
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+
+    PRESETS: ClassVar[dict] = {
+        # Tests and notebook smoke runs: a handful of steps, tiny evaluations (< 60 s with a tiny model).
+        "smoke": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
+                  "eval.every": 4, "eval.sizes": {training.TRAIN: 8, "atom_base": 8, "test_in_domain": 8,
+                                                  "test_target": 8},
+                  "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 48},
+        # The CPU lab: a ~1 M model, minutes per run.
+        "quick": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "eval.every": 50,
+                  "eval.sizes": {training.TRAIN: 48, "atom_base": 48, "test_in_domain": 48, "test_target": 48},
+                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 96},
+        # A GPU: larger samples, more epochs.
+        "full": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200,
+                 "eval.sizes": {training.TRAIN: 200, "atom_base": 200, "test_in_domain": 200,
+                                "test_target": 400},
+                 "eval.n_samples": 10, "eval.k": 5, "eval.max_new_tokens": 160},
+    }
+
+
+CONFIG = SFTConfig
+CLI_ALIASES = {"--model": "model.name_or_path", "--data": "data_dir", "--out": "out_dir", "--seed": "seed"}
+
+
+# --- data ---------------------------------------------------------------------------------------------------
+
+def load_mixture(cfg: SFTConfig) -> dict[str, list]:
+    """The training tasks of each split in the mixture, with errors that say how to fix a bad mixture."""
+    if not cfg.mixture:
+        raise UserError(f"the data mixture is empty; set e.g. mixture='{{\"atom_base\": 1, \"train_A\": 1}}' "
+                        f"(splits: {', '.join(TRAIN_SPLITS)})")
+    for split, weight in cfg.mixture.items():
+        if split not in TRAIN_SPLITS:
+            raise UserError(f"mixture names {split!r}, which is not a training split; use "
+                            f"{', '.join(TRAIN_SPLITS)} (test splits are for evaluation only)")
+        if weight < 0:
+            raise UserError(f"mixture weight of {split!r} is {weight}; weights must be >= 0")
+    return {s: tasks_mod.load_split(cfg.data_dir, s) for s, w in cfg.mixture.items() if w > 0}
+
+
+def epoch_batches(splits: dict[str, list[int]], weights: dict[str, float], batch_size: int,
+                  lengths: list[int], seed: int, epoch: int) -> list[list[int]]:
+    """The batches (example indices) of one epoch: a pure function of (seed, epoch), so resume needs only
+    the step. Same-length examples are grouped: shuffle, sort by length inside windows of 64 batches, cut
+    into batches, shuffle the batches. The incomplete last batch is dropped (a fresh remainder each epoch)."""
+    rng = random.Random(f"{seed}-epoch-{epoch}")
+    order = []
+    for split, idx in splits.items():
+        whole, frac = divmod(weights[split], 1.0)
+        order += idx * int(whole) + rng.sample(idx, round(frac * len(idx)))
+    rng.shuffle(order)
+    order = order[:len(order) // batch_size * batch_size]
+    window = 64 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def examples_per_epoch(splits: dict[str, list[int]], weights: dict[str, float]) -> int:
+    return sum(int(weights[s] // 1.0) * len(idx) + round(weights[s] % 1.0 * len(idx)) for s, idx in splits.items())
+
+
+def lr_lambda(cfg: SFTConfig, total_steps: int) -> Callable[[int], float]:
+    warmup = max(1, round(cfg.warmup * total_steps)) if cfg.warmup > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if cfg.schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+    return factor
+
+
+# --- the trainer --------------------------------------------------------------------------------------------
+
+def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> runs.RunDir:
+    """Train (or resume) the run in `cfg.out_dir`. `callbacks` receive each batch of logged metric records."""
+    from accelerate import Accelerator
+
+    if cfg.batch_size < 1 or cfg.epochs < 1:
+        raise UserError(f"batch_size ({cfg.batch_size}) and epochs ({cfg.epochs}) must be at least 1")
+    mixture = load_mixture(cfg)
+    training.check(cfg.eval)
+    model, tokenizer = load(cfg.model, seed=cfg.seed)
+    accelerator = Accelerator(split_batches=True, cpu=next(model.parameters()).device.type == "cpu")
+    main = accelerator.is_main_process
+    if cfg.batch_size % accelerator.num_processes:
+        raise UserError(f"batch_size={cfg.batch_size} is the global batch; it must divide evenly among "
+                        f"{accelerator.num_processes} processes")
+
+    # Tokenise once. Examples longer than max_seq_len are dropped, not cut: a truncated body is not code.
+    examples, split_idx, dropped = [], {}, 0
+    for split, task_list in mixture.items():
+        split_idx[split] = []
+        for t in task_list:
+            ids, labels = training.encode(tokenizer, t.prompt, t.solution)
+            if len(ids) > cfg.max_seq_len:
+                dropped += 1
+                continue
+            if not cfg.completion_only_loss:
+                labels = list(ids)
+            split_idx[split].append(len(examples))
+            examples.append((ids, labels))
+    lengths = [len(ids) for ids, _ in examples]
+    per_epoch = examples_per_epoch(split_idx, cfg.mixture) // cfg.batch_size
+    if per_epoch == 0:
+        raise UserError(f"the mixture {cfg.mixture} gives {len(examples)} usable examples ({dropped} dropped as "
+                        f"longer than max_seq_len={cfg.max_seq_len}), fewer than one batch of {cfg.batch_size}")
+    total_steps = per_epoch * cfg.epochs
+    train_tasks = [t for task_list in mixture.values() for t in task_list]
+    sets = training.eval_sets(cfg.eval, cfg.data_dir, train_tasks, cfg.seed) if main else {}
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    run = runs.RunDir(cfg.out_dir, cfg) if main else None
+    state = training.resume(run, model, optimizer, scheduler) if main else None
+    accelerator.wait_for_everyone()   # the main process has cleaned up the run directory
+    if not main:
+        state = training.resume(runs.RunDir(cfg.out_dir), model, optimizer, scheduler, main=False)
+    state = state or {"step": 0, "tokens": 0, "loss_sum": 0.0, "loss_count": 0}
+    step = state["step"]
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    def fields() -> dict:
+        return {"step": step, "epoch": round(step / per_epoch, 4), "tokens": state["tokens"]}
+
+    def evaluate_and_save(do_eval: bool) -> None:
+        score = None
+        if main and do_eval and sets:
+            records, samples = training.evaluate(accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
+                                                 cfg.seed, step)
+            run.write_samples(step, samples)
+            training.log(run, callbacks, records, **fields())
+            score = training.score(records, cfg.eval)
+        if main:
+            training.save(run, step, accelerator.unwrap_model(model), tokenizer, optimizer, scheduler,
+                          {k: v for k, v in state.items() if k != "step"}, score)
+        accelerator.wait_for_everyone()
+
+    if main:
+        print(f"sft: {len(examples)} examples ({dropped} too long) from {', '.join(mixture)}; "
+              f"{per_epoch} steps/epoch x {cfg.epochs} epochs = {total_steps} steps"
+              + (f"; resuming at step {step}" if step else ""))
+    if step >= total_steps:
+        if main:
+            print(f"sft: {cfg.out_dir} is already complete ({total_steps} steps)")
+        return run
+    if step == 0 and main and sets:
+        records, samples = training.evaluate(accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
+                                             cfg.seed, 0)
+        run.write_samples(0, samples)
+        training.log(run, callbacks, records, **fields())
+
+    model.train()
+    bar = tqdm(total=total_steps, initial=step, desc="sft", disable=not main, dynamic_ncols=True)
+    while step < total_steps:
+        epoch, offset = divmod(step, per_epoch)
+        batches = epoch_batches(split_idx, cfg.mixture, cfg.batch_size, lengths, cfg.seed, epoch)[offset:]
+        flat = [i for b in batches for i in b]
+        loader = accelerator.prepare_data_loader(torch.utils.data.DataLoader(
+            examples, batch_sampler=torch.utils.data.BatchSampler(flat, cfg.batch_size, drop_last=True),
+            collate_fn=lambda b: training.collate(b, tokenizer.pad_token_id)))
+        for batch in loader:
+            loss_sum, n_labels = training.token_losses(model, batch)
+            # Normalise by the labelled tokens of the *global* batch, so that data-parallel gradients (averaged
+            # over processes by DDP) equal the one-process gradient exactly, however tokens split.
+            totals = accelerator.reduce(torch.stack([loss_sum.detach(), n_labels.float(),
+                                                     batch["attention_mask"].sum().float()]), "sum")
+            (loss_sum * accelerator.num_processes / totals[1]).backward()
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state["tokens"] += int(totals[2].item())
+            state["loss_sum"] += totals[0].item() / totals[1].item()
+            state["loss_count"] += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == total_steps:
+                loss = state["loss_sum"] / state["loss_count"]
+                state["loss_sum"], state["loss_count"] = 0.0, 0
+                bar.set_postfix(loss=f"{loss:.3f}")
+                if main:
+                    training.log(run, callbacks, [
+                        {"split": "train", "metric": "train_loss", "value": loss},
+                        {"split": "train", "metric": "lr", "value": scheduler.get_last_lr()[0]}], **fields())
+            do_eval = cfg.eval.every > 0 and step % cfg.eval.every == 0 or step == total_steps
+            if do_eval or (cfg.save_every and step % cfg.save_every == 0):
+                evaluate_and_save(do_eval)
+            if step == total_steps:
+                break
+    bar.close()
+    accelerator.end_training()
+    return run
+
+
+def run_cli(cfg: SFTConfig, args) -> int:
+    run = train(cfg)
+    if run is not None:
+        ckpt = run.checkpoint("best") or run.checkpoint("last")
+        print(f"sft: done; metrics in {run.metrics_path}, best checkpoint {ckpt}")
+    return 0
