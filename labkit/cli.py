@@ -22,6 +22,8 @@ STAGES = {
     "eval": ("labkit.evaluate", "sample from a model and measure pass@k per split"),
     "sft": ("labkit.sft", "supervised fine-tuning with generalisation and overfitting curves"),
     "rl": ("labkit.rl", "online RL with unit-test feedback (GRPO, RLTF)"),
+    "figures": ("labkit.viz", "write the dashboard's figures of run directories as PNG and HTML"),
+    "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
 }
 
 

@@ -281,11 +281,10 @@ def samples_table(run_dir, step: int | None = None, split: str | None = None, li
 def dashboard(run_dirs):
     """ipywidgets controls over the figures above; returns the widget (display it, or let Jupyter show it).
 
-    Each plot lives in an Output widget and is redrawn on a control change; a headless run (papermill) draws
-    the initial state once and never needs the callbacks.
+    Each plot is a `go.FigureWidget` whose traces and layout are replaced in place on a control change; a
+    headless run (papermill) draws the initial state once and never needs the callbacks.
     """
     import ipywidgets as W
-    from IPython.display import display
 
     paths = [Path(r) for r in run_dirs]
     df = load(paths)
@@ -304,12 +303,13 @@ def dashboard(run_dirs):
     smooth_sel = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smoothing")
     sample_run = W.Dropdown(options=list(names.values()), description="run")
     step_sel = W.SelectionSlider(options=[0], description="step", continuous_update=False)
-    outs = {k: W.Output() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
+    views = {k: go.FigureWidget() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
 
     def draw(key, fig):
-        with outs[key]:
-            outs[key].clear_output(wait=True)
-            display(fig)
+        with views[key].batch_update():
+            views[key].data = ()
+            views[key].add_traces(list(fig.data))
+            views[key].layout = fig.layout
 
     def selected():
         return [by_name[n] for n in run_sel.value] or paths[:1]
@@ -340,9 +340,9 @@ def dashboard(run_dirs):
     redraw_run()
 
     controls = W.HBox([run_sel, W.VBox([split_sel, metric_sel]), W.VBox([x_sel, smooth_sel])])
-    tabs = W.Tab(children=[W.VBox([outs["curves"], outs["bands"]]), outs["gap"],
-                           W.VBox([outs["heatmap"], outs["errors"]]),
-                           W.VBox([W.HBox([sample_run, step_sel]), outs["samples"]])])
+    tabs = W.Tab(children=[W.VBox([views["curves"], views["bands"]]), views["gap"],
+                           W.VBox([views["heatmap"], views["errors"]]),
+                           W.VBox([W.HBox([sample_run, step_sel]), views["samples"]])])
     for i, title in enumerate(["curves", "train vs held-out", "atoms and errors", "sample browser"]):
         tabs.set_title(i, title)
     return W.VBox([controls, tabs])

@@ -1,0 +1,177 @@
+"""The dashboard's figures are pure readers of run directories: fabricate a few runs and check what they draw."""
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import plotly.graph_objects as go
+import pytest
+
+from labkit import runs, viz
+from labkit.config import UserError
+
+SPLITS = ("train", "test_target")
+
+
+def make_run(path, seed=0, lr=1e-3, steps=(0, 10, 20, 30, 40), peak_at=20):
+    """A run directory as a trainer writes it: train pass@1 rises, held-out peaks at `peak_at` then falls."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"seed": seed, "lr": lr, "out_dir": str(path)}))
+    records = []
+    for i, step in enumerate(steps):
+        train = min(1.0, 0.2 * i + 0.01 * seed)
+        held = 0.5 - abs(step - peak_at) / 100 + 0.01 * seed
+        for split, value in (("train", train), ("test_target", held)):
+            for metric, v in (("pass@1", value), ("pass@5", min(1.0, value + 0.1))):
+                records.append({"step": step, "epoch": step / 20, "tokens": step * 512, "wall_time": step * 1.5
+                                + seed, "split": split, "metric": metric, "value": v})
+    runs.write_jsonl(path / "metrics.jsonl", records)
+    for i, step in enumerate(steps):
+        samples = []
+        for t in range(6):
+            status = "pass" if t < i + 1 else ["fail", "runtime_error", "syntax_error"][t % 3]
+            samples.append({"task_id": f"t{t}", "split": SPLITS[t % 2], "atoms": ["add", f"atom{t % 3}"],
+                            "completion": f"    return x < {t}\n", "status": status,
+                            "error_type": "NameError" if status == "runtime_error" else None})
+        runs.write_jsonl(path / "samples" / f"step-{step:06d}.jsonl", samples)
+    return path
+
+
+@pytest.fixture
+def run_dirs(tmp_path):
+    return [make_run(tmp_path / "a" / f"sft-s{s}", seed=s) for s in (0, 1, 2)] + \
+           [make_run(tmp_path / "b" / "sft-s0", seed=0, lr=1e-2)]
+
+
+def test_labels_are_unique_and_short(run_dirs):
+    names = viz.labels(run_dirs)
+    assert names[run_dirs[0]] == "a/sft-s0"  # two runs named sft-s0: all labels take the parent
+    assert len(set(names.values())) == 4
+    assert viz.labels(run_dirs[1:3]) == {run_dirs[1]: "sft-s1", run_dirs[2]: "sft-s2"}
+
+
+def test_load_rejects_a_directory_without_metrics(tmp_path):
+    with pytest.raises(UserError, match="no metrics.jsonl"):
+        viz.load([tmp_path])
+
+
+def test_curves_one_trace_per_run_and_split(run_dirs):
+    fig = viz.curves(run_dirs, metric="pass@5", x="tokens")
+    assert isinstance(fig, go.Figure)
+    assert len(fig.data) == 4 * 2
+    assert fig.data[0].name == "a/sft-s0 · test_target"
+    assert list(fig.data[0].x) == [0, 5120, 10240, 15360, 20480]
+    assert max(fig.data[0].y) == pytest.approx(0.6) and max(fig.data[1].y) == pytest.approx(0.9)
+
+
+def test_smoothing_flattens_but_keeps_the_first_point(run_dirs):
+    raw = viz.curves(run_dirs[:1], splits=["test_target"]).data[0].y
+    smoothed = viz.curves(run_dirs[:1], splits=["test_target"], smoothing=0.8).data[0].y
+    assert smoothed[0] == raw[0]
+    assert max(smoothed) < max(raw)
+
+
+def test_unknown_x_axis_is_a_user_error(run_dirs):
+    with pytest.raises(UserError, match="x-axis"):
+        viz.curves(run_dirs, x="flops")
+
+
+def test_seed_groups_ignore_seed_and_out_dir(run_dirs):
+    groups = viz.seed_groups(run_dirs)
+    assert sorted(len(m) for m in groups.values()) == [1, 3]
+
+
+def test_seed_bands_mean_and_band(run_dirs):
+    fig = viz.seed_bands(run_dirs, split="test_target")
+    lines = [t for t in fig.data if t.fill != "toself"]
+    three = next(t for t in lines if "n=3" in t.name)
+    # held-out at step 20 is 0.5 + 0.01*seed: mean over seeds 0,1,2 is 0.51
+    assert three.y[2] == pytest.approx(0.51)
+    band = next(t for t in fig.data if t.fill == "toself" and t.legendgroup == three.legendgroup)
+    assert max(band.y) == pytest.approx(0.52) and min(band.y) == pytest.approx(0.30)
+    # wall time differs by seed: x is averaged over the seeds
+    wall = next(t for t in viz.seed_bands(run_dirs, split="test_target", x="wall time (s)").data if "n=3" in
+                (t.name or ""))
+    assert wall.x[1] == pytest.approx(15 + 1)
+
+
+def test_gap_marks_the_held_out_peak(run_dirs):
+    fig = viz.gap(run_dirs[:1])
+    peak = next(t for t in fig.data if t.name.startswith("held-out peak"))
+    assert list(peak.x) == [20] and peak.y[0] == pytest.approx(0.5)
+    assert "overfitting onset" in peak.name
+    assert fig.layout.shapes[0].x0 == 20
+    # a held-out curve still rising at the end has a peak but no onset
+    rising = viz.gap([make_run(run_dirs[0].parent / "late", peak_at=40)])
+    assert next(t for t in rising.data if t.name.startswith("held-out peak")).name == "held-out peak"
+
+
+def test_atom_heatmap_pass_rates(run_dirs):
+    fig = viz.atom_heatmap(run_dirs[0])
+    heat = fig.data[0]
+    assert set(heat.y) == {"add", "atom0", "atom1", "atom2"}
+    add = list(heat.y).index("add")
+    # at step 0 one of 6 samples passes; at step 40 five of 6
+    assert heat.z[add][0] == pytest.approx(1 / 6) and heat.z[add][-1] == pytest.approx(5 / 6)
+    assert all(0 <= v <= 1 for row in heat.z for v in row if not math.isnan(v))
+
+
+def test_error_shares_sum_to_one_and_split_runtime_errors_by_type(run_dirs):
+    fig = viz.error_shares(run_dirs[0])
+    names = [t.name for t in fig.data]
+    assert names[0] == "pass" and "NameError" in names and "syntax_error" in names
+    totals = [sum(t.y[i] for t in fig.data) for i in range(5)]
+    assert totals == pytest.approx([1.0] * 5)
+
+
+def test_samples_table_shows_code_and_verdicts(run_dirs):
+    fig = viz.samples_table(run_dirs[0], step=10)
+    cells = fig.data[0].cells.values
+    assert "step 10" in fig.layout.title.text
+    assert list(cells[3]).count("pass") == 2
+    assert "&lt;" in cells[4][0] and "\u00a0" in cells[4][0]  # escaped, indentation kept
+    assert viz.samples_table(run_dirs[0], split="train").data[0].cells.values[1] == ["train"] * 3
+
+
+def test_runs_without_samples_still_draw(tmp_path, run_dirs):
+    bare = tmp_path / "bare"
+    shutil.copytree(run_dirs[0], bare)
+    shutil.rmtree(bare / "samples")
+    assert viz.atom_heatmap(bare).data == ()
+    assert "no samples" in viz.samples_table(bare).layout.title.text
+    assert set(viz.all_figures([bare])) == {"curves", "seed-bands", "gap-bare"}
+
+
+def test_dashboard_widgets_redraw_on_change(run_dirs):
+    board = viz.dashboard(run_dirs)
+    controls, tabs = board.children
+    run_sel, (split_sel, metric_sel), (x_sel, smooth_sel) = controls.children[0], *[
+        c.children for c in controls.children[1:]]
+    curves_view = tabs.children[0].children[0]
+    before = tuple(curves_view.data[0].y)
+    smooth_sel.value = 0.9
+    assert tuple(curves_view.data[0].y) != before
+    metric_sel.value = "pass@5"
+    assert curves_view.layout.yaxis.title.text == "pass@5"
+    run_sel.value = run_sel.options[:1]
+    assert len(curves_view.data) == 1
+    browser = tabs.children[3]
+    (sample_run, step_sel), samples_view = browser.children[0].children, browser.children[1]
+    assert list(step_sel.options) == [0, 10, 20, 30, 40] and "step 40" in samples_view.layout.title.text
+    step_sel.value = 0
+    assert "step 0" in samples_view.layout.title.text
+
+
+def test_figures_cli_writes_html_and_png(run_dirs, tmp_path):
+    if not shutil.which("chromium"):
+        pytest.skip("Debian chromium is not installed (setup.sh installs it): PNG export needs it")
+    out = tmp_path / "figs"
+    proc = subprocess.run([sys.executable, "-m", "labkit", "figures", *map(str, run_dirs[:2]), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "curves.png" in pngs and "atoms-sft-s0.png" in pngs
+    assert sorted(p.stem for p in out.glob("*.html")) == [p[:-4] for p in pngs]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "plotly" in (out / "curves.html").read_text()[:20000].lower()
