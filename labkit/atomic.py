@@ -136,6 +136,91 @@ def composition_edges(specs: list[AtomicSpec]) -> list[tuple[str, str]]:
             if len(g.params) == 1 and g.params[0][1] == f.returns]
 
 
+# --- looking at the library: a text card per function, a widget browser, the composition figure -------------
+
+def card(spec: AtomicSpec) -> str:
+    """Everything about one function as plain text: phrasings, reference source, tests."""
+    lines = [f"{spec.name}  [{spec.topic}]  {spec.signature}", "", "phrasings:"]
+    lines += [f"  - {spec.describe(i)}" for i in range(len(spec.prompts))]
+    lines += ["", spec.source, "tests:"]
+    lines += [f"  {spec.name}({', '.join(map(repr, t['args']))}) == {t['expected']!r}" for t in spec.tests]
+    return "\n".join(lines)
+
+
+def browser(specs: list[AtomicSpec]):
+    """An ipywidgets browser: pick a topic, then a function, and read its card."""
+    import ipywidgets as widgets
+    topic = widgets.Dropdown(options=sorted({s.topic for s in specs}, key=TOPICS.index), description="topic")
+    name = widgets.Dropdown(description="function")
+    shown = widgets.Output()
+
+    def show_topic(_=None):
+        name.options = [s.name for s in specs if s.topic == topic.value]
+        name.value = name.options[0]
+
+    def show_card(_=None):
+        shown.clear_output()
+        with shown:
+            print(card(next(s for s in specs if s.name == name.value)))
+
+    topic.observe(show_topic, names="value")
+    name.observe(show_card, names="value")
+    show_topic()
+    show_card()
+    return widgets.VBox([widgets.HBox([topic, name]), shown])
+
+
+def composition_figure(specs: list[AtomicSpec]):
+    """Left: types as nodes, an arrow per (input type -> output type) with its number of functions.
+    Right: the function-level adjacency (row f, column g: g can follow f), rows grouped by f's return type and
+    columns by g's input type, so each compatible type pair shows up as a filled block."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    flows = Counter((s.params[0][1], s.returns) for s in specs if len(s.params) == 1)
+    # The four main types on a square, the others around it, so arrows between main types stay readable.
+    pos = {"str": (-1, 1), "list[str]": (1, 1), "int": (-1, -1), "list[int]": (1, -1), "bool": (-2.4, 0),
+           "float": (2.4, -1.9), "dict[str, int]": (0, 2.3), "list[list[int]]": (0, -2.3)}
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.45, 0.55], horizontal_spacing=0.1,
+                        subplot_titles=("one-argument functions by input → output type",
+                                        "which function g can follow which f"))
+    for (a, b), k in flows.items():
+        if a == b:
+            continue
+        (x0, y0), (x1, y1) = pos[a], pos[b]
+        fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                           showarrow=True, arrowhead=2, arrowwidth=0.8 + 0.4 * k, opacity=0.45, standoff=16)
+        # The count sits two thirds along its arrow, so the labels of a -> b and b -> a don't overlap.
+        fig.add_annotation(x=x0 + 0.65 * (x1 - x0), y=y0 + 0.65 * (y1 - y0), xref="x", yref="y",
+                           text=str(k), showarrow=False, font=dict(size=11), bgcolor="white")
+    used = [t for t in TYPES if any(t in pair for pair in flows)]
+    fig.add_trace(go.Scatter(
+        x=[pos[t][0] for t in used], y=[pos[t][1] for t in used], mode="markers+text",
+        text=[f"<b>{t}</b> ↺{flows.get((t, t), 0)}" for t in used],
+        textposition=["top center" if pos[t][1] >= 0 else "bottom center" for t in used],
+        marker=dict(size=22, color="#9ecae1", line=dict(width=1, color="#3182bd")),
+        hoverinfo="text", showlegend=False), row=1, col=1)
+    rows = sorted(specs, key=lambda s: (TYPES.index(s.returns), s.name))
+    cols = sorted((s for s in specs if len(s.params) == 1), key=lambda s: (TYPES.index(s.params[0][1]), s.name))
+    z = [[1 if f.returns == g.params[0][1] else 0 for g in cols] for f in rows]
+    fig.add_trace(go.Heatmap(
+        z=z, showscale=False, colorscale=[[0, "#f4f4f4"], [1, "#3182bd"]], xgap=0.5, ygap=0.5,
+        customdata=[[f"{f.name} → {g.name}" for g in cols] for f in rows],
+        hovertemplate="%{customdata}<extra></extra>"), row=1, col=2)
+
+    def block_ticks(types):  # one tick per type, at the middle of its block of rows/columns
+        return dict(tickvals=[(types.index(t) + len(types) - 1 - types[::-1].index(t)) / 2 for t in used
+                              if t in types], ticktext=[t for t in used if t in types])
+
+    fig.update_xaxes(visible=False, range=[-3, 3], row=1, col=1)
+    fig.update_yaxes(visible=False, range=[-2.9, 2.9], scaleanchor="x", row=1, col=1)
+    fig.update_xaxes(title="g (next), by input type", tickangle=30,
+                     **block_ticks([g.params[0][1] for g in cols]), row=1, col=2)
+    fig.update_yaxes(title="f (first), by return type", autorange="reversed",
+                     **block_ticks([f.returns for f in rows]), row=1, col=2)
+    fig.update_layout(template="plotly_white", height=600, width=1200, margin=dict(t=60, l=20, r=70, b=40))
+    return fig
+
+
 # --- the check: every reference, as source text, reproduces its tests in a separate process -----------------
 
 def check_program(spec: AtomicSpec) -> str:
