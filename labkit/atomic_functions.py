@@ -70,15 +70,6 @@ def _grid(rng: random.Random, hi: int = 9) -> list[list[int]]:
     return [[rng.randint(0, hi) for _ in range(cols)] for _ in range(rows)]
 
 
-def _roman(n: int) -> str:
-    out = ""
-    for value, letters in ((1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
-                           (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")):
-        while n >= value:
-            out, n = out + letters, n - value
-    return out
-
-
 def gen_int(lo: int = -50, hi: int = 50):
     return lambda rng: (_int(rng, lo, hi),)
 
@@ -509,8 +500,8 @@ def word_counts(words: list[str]) -> dict[str, int]:
 
 
 @atom("dicts_counting", gen_text(3),
-      "count each character of {s}, ignoring whitespace", "map every non-space character of {s} to how often it appears",
-      "build a character frequency table of {s}")
+      "count each character of {s}, ignoring whitespace", "build a character frequency table of {s}",
+      "map every non-space character of {s} to how often it appears")
 def char_counts(s: str) -> dict[str, int]:
     counts = {}
     for c in s:
@@ -794,7 +785,7 @@ def parse_integers(words: list[str]) -> list[int]:
     return [int(w) for w in words if re.fullmatch(r"-?[0-9]+", w.strip())]
 
 
-@atom("parsing", lambda rng: (_roman(rng.randint(1, 2000)) if rng.random() < 0.9 else "",),
+@atom("parsing", lambda rng: (int_to_roman(rng.randint(1, 2000)) if rng.random() < 0.9 else "",),  # defined below
       "convert the roman numeral {s} to an integer", "read {s} as a roman numeral",
       "compute the value of the roman numeral {s}, ignoring other characters")
 def roman_to_int(s: str) -> int:
