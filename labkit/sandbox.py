@@ -1,0 +1,602 @@
+"""Running untrusted, model-written Python: isolation, limits, verdicts, error location, a warm worker pool.
+
+    v = sandbox.run("def f(x):\\n    return x + 1\\n", ["assert f(1) == 2", "assert f(2) == 4"])
+    v.status, v.tests_passed, v.tests_total, v.pass_ratio      # 'fail', 1, 2, 0.5
+    verdicts = sandbox.run_many(programs, tests, timeout=2.0)  # parallel, order kept
+
+A program runs in phases: its own text first (definitions, or inline asserts when `tests` is None), then each
+test snippet with its own time limit, then a wait for its non-daemon threads (as the interpreter would). It
+passes only if every phase passed AND the harness sent its completion token over a private pipe: an exit
+code, `sys.exit(0)`, `os._exit(0)`, an atexit hook or printed "success" text never read as a pass.
+
+How it is fast: each worker is a warm *fork server* (`python -m labkit.sandbox --serve`) that imported the
+modules programs use, then forks one child per program (~2 ms) instead of starting an interpreter.
+How it holds (DESIGN §6), layer by layer, each used where the OS allows and reported in `Verdict.metadata`:
+- own PID namespace: the server is its pid 1, so a program cannot see or signal anything outside (the caller,
+  the server: init ignores SIGKILL from inside) and `kill(-1)` from the server ends every leftover process;
+- own network namespace: only a loopback that is down, so no connection to anything;
+- per program: a new session, a chroot into an empty private temp dir, then a drop to an unprivileged uid
+  (no way back out of the chroot, no writes elsewhere, no signals to root's processes, rlimits stay put);
+- limits: address space = the child's current size + `memory_mb` (a big parent doesn't eat the budget),
+  CPU seconds, file size, process count (cgroup v1 pids controller where present, RLIMIT_NPROC under the
+  dropped uid), an output cap (the server reads stdout/stderr itself and kills at `max_output` bytes), a wall
+  limit per phase (SIGALRM inside, and the server kills the whole namespace/session when that fails);
+- after every program: kill everything the program started, reap it, remove its temp dir.
+Without root (e.g. a laptop) the namespaces, chroot and uid drop are skipped and a process group, the
+subreaper and rlimits remain: weaker, and the verdict metadata says so. Linux only.
+A program that deliberately reads the harness's memory could find the token; the layers above still bound
+what it can do, but such a program must not be trusted with a pass.
+"""
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import dataclasses
+import gc
+import json
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+STATUSES = ("pass", "fail", "runtime_error", "syntax_error", "timeout", "memory", "output_limit", "killed")
+GRACE = 0.5          # seconds the server waits past a phase's limit before it kills (SIGALRM came first)
+TAIL = 2000          # characters of stdout/stderr kept in a verdict
+PROGRAM = "<program>"  # the filename programs are compiled under: how tracebacks are located in the program
+
+
+@dataclass
+class TestResult:
+    status: str                  # one of STATUSES, or "not_run" when an earlier phase ended the program
+    error_type: str | None = None
+    error_line: int | None = None  # 1-based line in the program text, when the error lies there
+    duration: float = 0.0
+
+
+@dataclass
+class Verdict:
+    status: str
+    error_type: str | None = None
+    error_line: int | None = None
+    tests_passed: int = 0
+    tests_total: int = 0
+    tests: list[TestResult] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    duration: float = 0.0
+    metadata: dict = field(default_factory=dict)  # isolation in force, limits, exit code/signal
+
+    @property
+    def pass_ratio(self) -> float:
+        return self.tests_passed / self.tests_total if self.tests_total else 0.0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Verdict":
+        return cls(**{**d, "tests": [TestResult(**t) for t in d.get("tests", [])]})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Public API (caller side). The caller only talks JSON lines to its servers; it never runs a program itself.
+
+def run(program: str, tests: list[str] | None = None, *, timeout: float = 3.0, memory_mb: int = 512,
+        max_procs: int = 32, max_output: int = 1 << 20) -> Verdict:
+    """Run one program (and its assert snippets, if given). Never raises because of the program."""
+    return run_many([program], [tests], timeout=timeout, memory_mb=memory_mb, max_procs=max_procs,
+                    max_output=max_output, workers=1)[0]
+
+
+def run_many(programs: list[str], tests: list[list[str] | None] | None = None, *, timeout: float = 3.0,
+             memory_mb: int = 512, max_procs: int = 32, max_output: int = 1 << 20,
+             workers: int | None = None) -> list[Verdict]:
+    """Run programs in parallel on `workers` warm servers (default: all cores); verdicts in input order."""
+    if tests is not None and len(tests) != len(programs):
+        raise ValueError(f"run_many: {len(programs)} programs but {len(tests)} test lists")
+    jobs = [{"program": p, "tests": tests[i] if tests is not None else None, "timeout": float(timeout),
+             "memory_mb": int(memory_mb), "max_procs": int(max_procs), "max_output": int(max_output)}
+            for i, p in enumerate(programs)]
+    with _POOL_LOCK:
+        return _dispatch(jobs, min(workers or os.cpu_count() or 1, max(len(jobs), 1)))
+
+
+def shutdown() -> None:
+    """Stop the warm servers (they also stop by themselves when this process exits)."""
+    with _POOL_LOCK:
+        while _POOL:
+            _POOL.pop().close()
+
+
+class _Server:
+    """One warm fork server, seen from the caller: a child process speaking JSON lines on stdin/stdout."""
+
+    def __init__(self):
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # A clean environment: programs must not see the caller's secrets; a fixed hash seed makes set
+        # iteration order (and so printed output) the same on every run.
+        env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONPATH": pkg_root}
+        # A new session: a Ctrl-C in the caller's terminal must not reach the servers.
+        self.proc = subprocess.Popen([sys.executable, "-m", "labkit.sandbox", "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=env, start_new_session=True)
+        self.fd = self.proc.stdout.fileno()
+        self.buf = b""
+
+    def send(self, job: dict) -> None:
+        self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def read_line(self) -> bytes | None:
+        """Called when select says the fd is readable: a complete line, b"" if not yet, None at EOF."""
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            return None
+        self.buf += data
+        line, sep, rest = self.buf.partition(b"\n")
+        if not sep:
+            return b""
+        self.buf = rest
+        return line
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+_POOL: list[_Server] = []
+_POOL_LOCK = threading.Lock()
+atexit.register(shutdown)
+
+
+def _dispatch(jobs: list[dict], workers: int) -> list[Verdict]:
+    while len(_POOL) < workers:
+        _POOL.append(_Server())
+    servers = _POOL[:workers]
+    results: list[Verdict | None] = [None] * len(jobs)
+    todo = list(range(len(jobs)))[::-1]
+    busy: dict[int, tuple[_Server, int]] = {}  # fd -> (server, job index)
+    while todo or busy:
+        for s in servers:
+            if todo and s.fd not in busy:
+                i = todo.pop()
+                try:
+                    s.send(jobs[i])
+                    busy[s.fd] = (s, i)
+                except OSError:  # a dead server: report, replace, and retry the job on the new one
+                    results[i] = _server_died(jobs[i])
+                    _replace(s, servers)
+                    break
+        readable, _, _ = select.select(list(busy), [], [])
+        for fd in readable:
+            s, i = busy[fd]
+            line = s.read_line()
+            if line == b"":
+                continue
+            del busy[fd]
+            if line is None:
+                results[i] = _server_died(jobs[i])
+                _replace(s, servers)
+            else:
+                results[i] = Verdict.from_json(json.loads(line))
+    return results
+
+
+def _replace(dead: _Server, servers: list[_Server]) -> None:
+    dead.proc.kill()
+    dead.proc.wait()
+    new = _Server()
+    servers[servers.index(dead)] = new
+    _POOL[_POOL.index(dead)] = new
+
+
+def _server_died(job: dict) -> Verdict:
+    n = len(job["tests"]) if job["tests"] is not None else 1
+    return Verdict("killed", tests_total=n, tests=[TestResult("not_run") for _ in range(n)],
+                   metadata={"note": "the sandbox server died while running this program"})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Server side: `python -m labkit.sandbox --serve`. Everything below runs in the server or its children.
+
+# Modules a program may import. Inside the chroot nothing else can be loaded, so they are loaded here, once,
+# before any fork (which is also what makes a fork cheap: children share these pages).
+PRELOAD = ("abc array base64 binascii bisect calendar cmath codecs collections collections.abc contextlib copy "
+           "csv ctypes dataclasses datetime decimal difflib enum fractions functools hashlib heapq io itertools "
+           "json math numbers operator queue random re socket statistics string struct textwrap threading time "
+           "typing unicodedata _strptime").split()
+
+CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
+PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _warm() -> None:
+    for name in PRELOAD:
+        __import__(name)
+    import hashlib
+    # Lazy initialisations that would otherwise read files the chroot hides.
+    hashlib.md5(b"").hexdigest(), hashlib.sha256(b"").hexdigest(), time.localtime(), time.strptime("1", "%d")
+    for enc in ("utf-16", "utf-32", "latin-1", "ascii", "cp1252", "unicode_escape", "raw_unicode_escape", "idna"):
+        "x".encode(enc)
+
+
+def _pids_cgroup() -> str | None:
+    """A fresh child of our cgroup-v1 pids cgroup (counts every process and thread a program makes)."""
+    try:
+        rel = next(line.split(":", 2)[2].strip() for line in open("/proc/self/cgroup")
+                   if line.split(":")[1] == "pids")
+        path = os.path.join("/sys/fs/cgroup/pids" + rel.rstrip("/"), f"labkit-sandbox-{os.getpid()}")
+        os.mkdir(path)
+        return path
+    except (OSError, StopIteration, IndexError):
+        return None
+
+
+def _launch() -> None:
+    """Entry point of a server process: set up namespaces, then serve until stdin closes."""
+    _warm()
+    base = tempfile.mkdtemp(prefix="labkit-sandbox-")
+    os.chmod(base, 0o711)
+    iso = {"pid_ns": False, "net_ns": False, "chroot": False, "uid": None, "pids_cgroup": _pids_cgroup()}
+    if os.geteuid() == 0:
+        iso["chroot"], iso["uid"] = True, 100000 + os.getpid()  # a uid no one else uses: NPROC counts only ours
+    try:
+        if _libc.unshare(CLONE_NEWPID | CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "unshare")
+        iso["pid_ns"] = iso["net_ns"] = True
+        pid = os.fork()  # our first child is pid 1 of the new namespace: the server
+        if pid == 0:
+            _serve(base, iso)
+            os._exit(0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 0), os.dup2(devnull, 1)  # only the server holds the protocol pipes
+        os.waitpid(pid, 0)  # when pid 1 exits, the kernel has killed everything in its namespace
+    except OSError:
+        _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back to us, so we can end them
+        _serve(base, iso)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+        if iso["pids_cgroup"]:
+            try:
+                os.rmdir(iso["pids_cgroup"])
+            except OSError:
+                pass
+
+
+def _serve(base: str, iso: dict) -> None:
+    fin, fout = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0), os.dup2(devnull, 1)  # a stray print in the server can't corrupt the protocol
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    gc.freeze()  # keep the collector from touching (and so copying) the warm pages in every child
+    for line in fin:
+        verdict = _supervise(json.loads(line), base, iso)
+        fout.write(json.dumps(verdict.to_json()).encode() + b"\n")
+        fout.flush()
+
+
+def _supervise(job: dict, base: str, iso: dict) -> Verdict:
+    """Fork one child for the job, watch its pipes and clock, then end every process it made."""
+    timeout, tests = job["timeout"], job["tests"]
+    n_phases = 1 + len(tests or []) + 1  # program, tests, the wait for threads
+    rundir = tempfile.mkdtemp(dir=base)
+    if iso["uid"] is not None:
+        os.chown(rundir, iso["uid"], iso["uid"])
+    if iso["pids_cgroup"]:
+        _write(os.path.join(iso["pids_cgroup"], "pids.max"), str(job["max_procs"]))
+    token = secrets.token_hex(16)
+    (chan_r, chan_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
+    t0 = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases)
+        finally:
+            os._exit(70)
+    for fd in (chan_w, out_w, err_w):
+        os.close(fd)
+
+    results: dict[int, TestResult] = {}
+    current, done, reason, exit_info = -1, False, None, {}
+    chan_buf, tails, n_out = b"", {out_r: b"", err_r: b""}, 0
+    deadline = time.monotonic() + timeout + GRACE
+    pidfd = os.pidfd_open(pid)
+
+    def on_channel(data: bytes) -> None:
+        nonlocal chan_buf, current, done, deadline
+        chan_buf += data
+        *lines, chan_buf = chan_buf.split(b"\n")
+        for raw in lines:
+            tok, _, msg = raw.decode(errors="replace").partition(" ")
+            if tok != token:
+                continue  # not from the harness: forged or garbage
+            kind, *f = msg.split(" ")
+            if kind == "start":
+                current, deadline = int(f[0]), time.monotonic() + timeout + GRACE
+            elif kind == "end":
+                results[int(f[0])] = TestResult(f[1], None if f[2] == "-" else f[2],
+                                                int(f[3]) or None, float(f[4]))
+            elif kind == "done":
+                done = True
+
+    open_fds = {chan_r, out_r, err_r}
+    while True:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            reason = "timeout"
+            break
+        readable, _, _ = select.select([*open_fds, pidfd], [], [], wait)
+        if pidfd in readable:
+            _, status = os.waitpid(pid, 0)
+            exit_info = {"exit_code": os.waitstatus_to_exitcode(status)}
+            break
+        for fd in readable:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                open_fds.discard(fd)
+            elif fd == chan_r:
+                on_channel(data)
+            else:
+                n_out += len(data)
+                tails[fd] = (tails[fd] + data)[-4 * TAIL:]
+        if n_out > job["max_output"]:
+            reason = "output_limit"
+            break
+    _kill_all(pid, iso)
+    for fd in open_fds:  # every writer is dead now: read what is left, up to EOF
+        while data := os.read(fd, 1 << 16):
+            if fd == chan_r:
+                on_channel(data)
+            else:
+                tails[fd] = (tails[fd] + data)[-4 * TAIL:]
+    for fd in (chan_r, out_r, err_r, pidfd):
+        os.close(fd)
+    shutil.rmtree(rundir, ignore_errors=True)
+
+    # Which phase was cut short, and why: our kill (time, output) or the child's own death.
+    code = exit_info.get("exit_code")
+    if reason is None:
+        reason = "timeout" if code == -signal.SIGXCPU else "killed"
+    if current >= 0 and current not in results:
+        results[current] = TestResult(reason, "TimeoutError" if reason == "timeout" else None, None,
+                                      round(time.perf_counter() - t0, 6))
+    verdict = _verdict(results, tests, done, reason)
+    verdict.stdout = tails[out_r].decode(errors="replace")[-TAIL:]
+    verdict.stderr = tails[err_r].decode(errors="replace")[-TAIL:]
+    verdict.duration = round(time.perf_counter() - t0, 6)
+    verdict.metadata = {**exit_info, "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
+                        "output_bytes": n_out, "isolation": {**iso, "pids_cgroup": bool(iso["pids_cgroup"])},
+                        "limits": {k: job[k] for k in ("timeout", "memory_mb", "max_procs", "max_output")}}
+    return verdict
+
+
+def _verdict(results: dict[int, TestResult], tests: list[str] | None, done: bool, reason: str) -> Verdict:
+    """Per-phase results -> one verdict. Errors outrank assertion failures; the first error decides."""
+    program = results.get(0, TestResult(reason))
+    n = len(tests) if tests is not None else 1
+    per_test = [program] if tests is None else [results.get(i + 1, TestResult("not_run")) for i in range(n)]
+    ended = results.get(n + 1 if tests is not None else 1)  # the wait for threads, if it was reached
+    phases = [program] + (per_test if tests is not None else []) + ([ended] if ended else [])
+    errors = [r for r in phases if r.status not in ("pass", "fail", "not_run")]
+    fails = [r for r in phases if r.status == "fail"]
+    first = errors[0] if errors else fails[0] if fails else None
+    if first is None:
+        status = "pass" if done and ended is not None else "killed"  # no token: it never ran to its end
+        first = TestResult(status)
+    passed = sum(r.status == "pass" for r in per_test)
+    return Verdict(first.status, first.error_type, first.error_line, passed, n, per_test)
+
+
+def _kill_all(pid: int, iso: dict) -> None:
+    """SIGKILL every process the program made and reap them all, so no stray or zombie survives."""
+    if iso["pid_ns"] and os.getpid() == 1:  # guard: kill(-1) outside our own namespace would hit everything
+        while True:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
+    while True:  # no namespace: the session, the cgroup, and orphans reparented to us (subreaper)
+        victims = _children()
+        if iso["pids_cgroup"]:
+            victims |= {int(p) for p in open(os.path.join(iso["pids_cgroup"], "cgroup.procs")).read().split()}
+        for target in [-pid, *victims]:
+            try:
+                os.kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        if not victims and not _children():
+            return
+
+
+def _children() -> set[int]:
+    me, out = str(os.getpid()), set()
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == me:
+                out.add(int(p))
+        except (OSError, IndexError):
+            pass
+    return out
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The child: lock itself in, then run the phases. Only fds 0-3 stay open; 3 is the private channel.
+
+class _Timeout(BaseException):
+    """Raised by SIGALRM at a phase's limit; a BaseException so `except Exception` in a program can't eat it."""
+
+
+def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
+    os.setsid()
+    if iso["pids_cgroup"]:
+        _write(os.path.join(iso["pids_cgroup"], "cgroup.procs"), str(os.getpid()))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((devnull, 0), (out_w, 1), (err_w, 2), (chan_w, 3)):
+        os.dup2(fd, target)
+    os.closerange(4, 1 << 16)
+    vm_bytes = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    os.chdir(rundir)
+    if iso["chroot"]:
+        os.chroot(rundir)
+        os.chdir("/")
+    cpu = int(job["timeout"] * n_phases) + 1
+    limits = [(resource.RLIMIT_AS, vm_bytes + job["memory_mb"] * 2**20), (resource.RLIMIT_CPU, cpu),
+              (resource.RLIMIT_FSIZE, job["memory_mb"] * 2**20), (resource.RLIMIT_CORE, 0)]
+    if iso["uid"] is not None:
+        limits.append((resource.RLIMIT_NPROC, job["max_procs"]))
+    for which, value in limits:
+        resource.setrlimit(which, (value, value + (1 if which == resource.RLIMIT_CPU else 0)))
+    if iso["uid"] is not None:
+        uid = iso["uid"]
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # all capabilities go with uid 0: no way back out of the chroot
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGALRM, _raise_timeout)
+    sys.stdin = open(0, encoding="utf-8", closefd=False)
+    sys.stdout = out = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = err = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.argv = [PROGRAM]
+    _harness(job["program"], job["tests"], job["timeout"], token, out, err)
+
+
+def _raise_timeout(signum, frame):
+    raise _Timeout()
+
+
+def _harness(program, tests, timeout, token, out, err) -> None:
+    # Bind what the harness needs before the program runs: it may patch os, time or sys.
+    write, getpid, perf, exit_ = os.write, os.getpid, time.perf_counter, os._exit
+    me = getpid()
+
+    def send(msg: str) -> None:
+        if getpid() == me:  # a fork of the program must not report for it
+            write(3, f"{token} {msg}\n".encode())
+
+    import builtins
+    import linecache
+    linecache.cache[PROGRAM] = (len(program), None, program.splitlines(True), PROGRAM)  # tracebacks show lines
+    scope = {"__name__": "__main__", "__builtins__": builtins}
+    phases = [(PROGRAM, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
+    for i, (name, source) in enumerate(phases):
+        send(f"start {i}")
+        status, etype, line, dt = _run_phase(name, source, scope, timeout, perf)
+        for f in (out, err):
+            try:
+                f.flush()
+            except BaseException:
+                pass
+        send(f"end {i} {status} {etype or '-'} {line or 0} {dt:.6f}")
+        if i == 0 and status != "pass":
+            break
+    else:
+        # Like the interpreter at exit: wait for non-daemon threads; one that never ends means no end.
+        send(f"start {len(phases)}")
+        t0 = perf()
+        for t in threading.enumerate():
+            if t is not threading.main_thread() and not t.daemon:
+                t.join(max(0.0, t0 + timeout - perf()))
+        alive = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
+        send(f"end {len(phases)} {'timeout TimeoutError' if alive else 'pass -'} 0 {perf() - t0:.6f}")
+    send("done")
+    exit_(0)  # skip atexit hooks and thread shutdown: the verdict is already sent
+
+
+def _run_phase(name, source, scope, timeout, perf):
+    t0 = perf()
+    try:
+        code = compile(source, name, "exec")
+    except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
+        line = getattr(e, "lineno", None) if name == PROGRAM else None
+        _print_error(e, None)
+        return "syntax_error", _type_name(e), line, perf() - t0
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            exec(code, scope)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        return "pass", None, None, perf() - t0
+    except _Timeout as e:
+        return "timeout", "TimeoutError", _program_line(e), perf() - t0
+    except BaseException as e:
+        status = "fail" if isinstance(e, AssertionError) else "memory" if isinstance(e, MemoryError) \
+            else "runtime_error"
+        _print_error(e, e.__traceback__.tb_next)  # tb_next: leave the harness's own frame out
+        return status, _type_name(e), _program_line(e), perf() - t0
+
+
+def _print_error(e: BaseException, tb) -> None:
+    try:
+        traceback.print_exception(type(e), e, tb)
+    except BaseException:  # a hostile __str__ must not break the harness
+        pass
+
+
+def _program_line(e: BaseException) -> int | None:
+    """The innermost traceback frame that lies in the program text."""
+    line = None
+    for frame, lineno in traceback.walk_tb(e.__traceback__):
+        if frame.f_code.co_filename == PROGRAM:
+            line = lineno
+    return line
+
+
+def _type_name(e: BaseException) -> str:
+    name = type(e).__name__
+    return name if isinstance(name, str) and name.isidentifier() else "Exception"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labkit.sandbox",
+                                     description="Run a Python file (tests as inline asserts) in the sandbox "
+                                                 "and print its verdict as one JSON object.")
+    parser.add_argument("file", nargs="?")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    parser.add_argument("--memory-mb", type=int, default=512, help="address space above the start (default 512)")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        _launch()
+        return 0
+    if not args.file:
+        parser.error("FILE is required")
+    try:
+        program = open(args.file, encoding="utf-8").read()
+    except OSError as e:
+        parser.exit(2, f"cannot read {args.file}: {e.strerror}\n")
+    print(json.dumps(run(program, timeout=args.timeout, memory_mb=args.memory_mb).to_json()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
