@@ -15,9 +15,11 @@ ipywidgets controls (runs, split, metric, smoothing, x-axis, and a step slider f
 from __future__ import annotations
 
 import dataclasses
+import glob
 import html
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -50,6 +52,15 @@ def labels(run_dirs) -> dict[Path, str]:
         if len(set(names.values())) == len(paths) or depth > 8:
             return names
         depth += 1
+
+
+def find_runs(patterns) -> list[Path]:
+    """Run directories (folders with a metrics.jsonl) at or below each path or glob pattern, sorted."""
+    found = set()
+    for pattern in [patterns] if isinstance(patterns, (str, Path)) else patterns:
+        for root in glob.glob(str(pattern), recursive=True):
+            found |= {p.parent for p in Path(root).rglob("metrics.jsonl")}
+    return sorted(found)
 
 
 def load(run_dirs) -> pd.DataFrame:
@@ -99,7 +110,9 @@ def seed_groups(run_dirs) -> dict[str, list[Path]]:
     names = labels([p for g in groups.values() for p in g])
     out = {}
     for members in groups.values():
-        prefix = os.path.commonprefix([names[p] for p in members]).rstrip("-_/.") or names[members[0]]
+        # "sft-s0", "sft-s1" -> "sft": the common prefix without a trailing seed marker
+        prefix = re.sub(r"([-_/.]+(seed|s))?[-_/.]*$", "", os.path.commonprefix([names[p] for p in members]))
+        prefix = prefix or names[members[0]]
         out[prefix if len(members) > 1 else names[members[0]]] = members
     return out
 

@@ -175,3 +175,9 @@ def test_figures_cli_writes_html_and_png(run_dirs, tmp_path):
     assert sorted(p.stem for p in out.glob("*.html")) == [p[:-4] for p in pngs]
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "plotly" in (out / "curves.html").read_text()[:20000].lower()
+
+
+def test_find_runs_by_path_and_glob(run_dirs, tmp_path):
+    assert viz.find_runs([tmp_path / "a"]) == sorted(run_dirs[:3])
+    assert viz.find_runs(str(tmp_path / "*" / "sft-s0")) == sorted([run_dirs[0], run_dirs[3]])
+    assert viz.find_runs([tmp_path / "nothing-here"]) == []
