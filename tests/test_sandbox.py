@@ -1,0 +1,231 @@
+"""The sandbox against real hostile programs (one per threat in DESIGN §6), benign ones, and the verdict fields.
+
+Every hostile program must get a non-pass verdict within timeout + 1 s, and no process may be left behind.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from labkit import sandbox
+
+T = 1.0  # the time limit the hostile programs get
+
+
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> "state cmdline" for every process below `pid`, from /proc."""
+    parent, info = {}, {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = open(f"/proc/{p}/stat").read()
+                fields = stat.rsplit(")", 1)[1].split()
+                parent[int(p)] = int(fields[1])
+                info[int(p)] = fields[0] + " " + open(f"/proc/{p}/cmdline").read().replace("\0", " ")
+            except (OSError, IndexError):
+                pass
+    out, frontier = {}, [pid]
+    while frontier:
+        kids = [c for c, pp in parent.items() if pp in frontier]
+        out.update({c: info[c] for c in kids})
+        frontier = kids
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_strays():
+    sandbox.run("pass")  # warm the pool so that timings below don't include server start-up
+    yield
+    # The pool's servers (a launcher and its pid-1 server each) may stay; nothing else, no zombie.
+    left = _descendants(os.getpid())
+    assert all("labkit.sandbox --serve" in v and not v.startswith("Z") for v in left.values()), left
+    assert len(left) <= 2 * len(sandbox._POOL), left
+    sandbox.shutdown()
+    deadline = time.time() + 5
+    while _descendants(os.getpid()) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _descendants(os.getpid()) == {}
+
+
+def hostile(program, tests=None, **kw):
+    t0 = time.perf_counter()
+    v = sandbox.run(program, tests, timeout=T, **kw)
+    wall = time.perf_counter() - t0
+    assert v.status != "pass", v
+    assert wall < T + 1, (wall, v)
+    return v
+
+
+# ---------------------------------------------------------------------------------------------- threats
+
+def test_infinite_loop():
+    assert hostile("while True:\n    pass\n").status == "timeout"
+
+
+def test_infinite_loop_that_ignores_the_alarm():
+    v = hostile("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    assert v.status == "timeout"
+
+
+def test_infinite_loop_in_one_test_only_costs_that_test():
+    program = "def f(n):\n    while n == 2:\n        pass\n    return n\n"
+    v = hostile(program, ["assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"])
+    assert v.status == "timeout"
+    assert [t.status for t in v.tests] == ["pass", "timeout", "pass"]
+    assert v.tests_passed == 2 and v.error_line == 2
+
+
+def test_fork_bomb():
+    v = hostile("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    assert v.status == "timeout"
+
+
+def test_process_count_is_limited():
+    program = ("import os, time\nn = 0\nfor _ in range(200):\n    try:\n        if os.fork() == 0:\n"
+               "            time.sleep(100)\n        n += 1\n    except OSError:\n        break\nprint(n)\n")
+    v = sandbox.run(program, timeout=T, max_procs=16)
+    assert int(v.stdout) < 16, v
+
+
+def test_memory_bomb():
+    assert hostile("x = []\nwhile True:\n    x.append(bytearray(10**7))\n", memory_mb=128).status == "memory"
+    assert hostile("s = 'x' * 10**11\n").status == "memory"
+
+
+def test_huge_output():
+    assert hostile("while True:\n    print('x' * 10000)\n").status == "output_limit"
+
+
+def test_deep_recursion():
+    v = hostile("import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1) + 1\nf(0)\n")
+    assert v.status in ("runtime_error", "memory", "killed", "timeout")
+    assert hostile("def f(n):\n    return f(n + 1)\nf(0)\n").error_type == "RecursionError"
+
+
+def test_killing_the_parent_or_the_caller():
+    servers = [s.proc.pid for s in sandbox._POOL]
+    program = (f"import os, signal\nfor pid in (os.getppid(), 1, {os.getpid()}, {os.getppid()}):\n    try:\n"
+               f"        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nassert False\n")
+    assert hostile(program).status == "fail"
+    everyone = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nos.killpg(0, signal.SIGKILL)\n"
+    assert hostile(everyone).status == "killed"
+    assert [s.proc.pid for s in sandbox._POOL] == servers and all(s.proc.poll() is None for s in sandbox._POOL)
+    assert sandbox.run("assert 1 + 1 == 2").status == "pass"
+
+
+def test_writing_outside_its_temp_dir(tmp_path):
+    targets = [str(tmp_path / "escaped.txt"), "/tmp/labkit-sandbox-escape.txt", "/root/escaped.txt"]
+    program = f"for p in {targets!r}:\n    open(p, 'w').write('pwned')\n"
+    v = hostile(program)
+    assert v.status == "runtime_error" and v.error_type in ("FileNotFoundError", "PermissionError")
+    assert not any(os.path.exists(p) for p in targets)
+
+
+def test_network_to_a_loopback_listener():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.3)
+        port = listener.getsockname()[1]
+        program = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\ns.sendall(b'hi')\n"
+        v = hostile(program)
+        assert v.status == "runtime_error" and issubclass(getattr(__builtins__, v.error_type, OSError), OSError), v
+        with pytest.raises(socket.timeout):
+            listener.accept()
+
+
+def test_closing_the_std_streams_and_the_channel():
+    assert hostile("import os, sys\nsys.stdout = None\nos.closerange(0, 1024)\nassert True\n").status == "killed"
+
+
+def test_overwriting_the_std_streams():
+    v = hostile("import io, os, sys\nsys.stdout = io.StringIO()\nos.dup2(os.open('junk', os.O_WRONLY | os.O_CREAT), 1)\n"
+                "print('PASSED')\nassert 1 == 2\n")
+    assert v.status == "fail" and v.error_line == 5
+
+
+def test_native_crash():
+    v = hostile("import ctypes\nctypes.string_at(0)\n")
+    assert v.status == "killed" and v.metadata["signal"] == "SIGSEGV"
+
+
+def test_sys_exit_and_os_exit():
+    tests = ["assert f() == 1"]
+    assert hostile("import sys\ndef f():\n    return 2\nsys.exit(0)\n", tests).error_type == "SystemExit"
+    assert hostile("import os\ndef f():\n    return 2\nos._exit(0)\n", tests).status == "killed"
+    assert hostile("import os\ndef f():\n    os._exit(0)\n", tests).status == "killed"
+
+
+def test_forged_success_output(tmp_path):
+    program = ("import os\nprint('{\"status\": \"pass\"}')\nprint('all tests passed')\nfor fd in range(3, 10):\n"
+               "    try:\n        os.write(fd, b'done\\n')\n    except OSError:\n        pass\nos._exit(0)\n")
+    assert hostile(program).status == "killed"
+    path = tmp_path / "forged.py"
+    path.write_text(program)
+    out = subprocess.run([sys.executable, "-m", "labkit.sandbox", str(path), "--timeout", "1"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert len(out.strip().splitlines()) == 1 and json.loads(out)["status"] == "killed"
+
+
+def test_threads_that_never_end():
+    assert hostile("import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n").status == "timeout"
+    v = hostile("import threading\ndef spin():\n    while True:\n        pass\nthreading.Thread(target=spin).start()\n"
+                "def f():\n    return 1\n", ["assert f() == 1"])
+    assert v.status == "timeout" and v.tests_passed == 1
+
+
+def test_atexit_tricks():
+    program = "import atexit, os\natexit.register(os._exit, 0)\natexit.register(print, 'OK')\ndef f():\n    return 2\n"
+    assert hostile(program, ["assert f() == 1"]).status == "fail"
+
+
+# ---------------------------------------------------------------------------------------------- benign
+
+def test_benign_programs_pass():
+    programs = [
+        "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\nassert depth(500) == 500\n",
+        "x = bytearray(200 * 2**20)\nx[-1] = 1\nassert sum(x[-10:]) == 1\n",
+        "import threading\nout = []\nts = [threading.Thread(target=out.append, args=(i,)) for i in range(8)]\n"
+        "[t.start() for t in ts]\n[t.join() for t in ts]\nassert sorted(out) == list(range(8))\n",
+        "with open('data.txt', 'w') as f:\n    f.write('hello')\nassert open('data.txt').read() == 'hello'\n",
+        "import math, collections, itertools, re, hashlib\nassert math.gcd(12, 18) == 6\n"
+        "assert hashlib.md5(b'').hexdigest().startswith('d41d8')\nprint('hi')\n",
+    ]
+    verdicts = sandbox.run_many(programs, timeout=5)
+    assert [v.status for v in verdicts] == ["pass"] * len(programs), verdicts
+    assert verdicts[-1].stdout == "hi\n"
+
+
+def test_verdict_fields():
+    program = "def f(x):\n    return x + 1\n\ndef g(x):\n    return undefined_name\n"
+    v = sandbox.run(program, ["assert f(1) == 2", "assert f(1) == 3", "assert g(1) == 1"])
+    assert (v.status, v.error_type, v.error_line, v.tests_passed, v.tests_total) == \
+        ("runtime_error", "NameError", 5, 1, 3)
+    assert [t.status for t in v.tests] == ["pass", "fail", "runtime_error"]
+    assert abs(v.pass_ratio - 1 / 3) < 1e-9 and "NameError" in v.stderr
+    assert sandbox.Verdict.from_json(json.loads(json.dumps(v.to_json()))) == v
+    s = sandbox.run("def f(x):\n    return x +\n", ["assert f(1) == 2"])
+    assert (s.status, s.error_type, s.error_line, s.tests_passed) == ("syntax_error", "SyntaxError", 2, 0)
+    assert [t.status for t in s.tests] == ["not_run"]
+    inline = sandbox.run("assert 1 == 1\nassert 1 == 2\n")
+    assert (inline.status, inline.error_line, inline.tests_total) == ("fail", 2, 1)
+
+
+def test_run_many_keeps_order_and_isolates_programs():
+    programs = [f"import os\nopen('x', 'a').write('{i}')\nassert open('x').read() == '{i}'\nprint({i})\n"
+                for i in range(40)]
+    verdicts = sandbox.run_many(programs, workers=2)
+    assert [v.stdout for v in verdicts] == [f"{i}\n" for i in range(40)]
+    assert all(v.status == "pass" for v in verdicts)
+
+
+def test_isolation_is_recorded():
+    iso = sandbox.run("pass").metadata["isolation"]
+    assert set(iso) >= {"pid_ns", "net_ns", "chroot", "uid", "pids_cgroup"}
+    if os.geteuid() == 0:
+        assert iso["chroot"] and iso["uid"]
