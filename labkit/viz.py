@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -420,9 +421,11 @@ def write_figures(run_dirs, cfg: FiguresConfig | None = None) -> list[Path]:
         # One browser for all figures (~0.2 s each) instead of one per write_image call (~2.3 s each).
         kaleido.start_sync_server(mathjax=False, silence_warnings=True)
         try:
-            for stem, fig in figs.items():
-                fig.write_image(out / f"{stem}.png", width=cfg.width, height=fig.layout.height or cfg.height)
-                written.append(out / f"{stem}.png")
+            with warnings.catch_warnings():  # plotly always passes kopts={}, and kaleido warns about it
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                for stem, fig in figs.items():
+                    fig.write_image(out / f"{stem}.png", width=cfg.width, height=fig.layout.height or cfg.height)
+                    written.append(out / f"{stem}.png")
         finally:
             kaleido.stop_sync_server(silence_warnings=True)
     return written
