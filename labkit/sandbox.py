@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import codeop
 import ctypes
 import dataclasses
 import gc
@@ -61,6 +62,9 @@ class TestResult:
     error_type: str | None = None
     error_line: int | None = None  # 1-based line in the program text, when the error lies there
     duration: float = 0.0
+    error_trace: list[int] = field(default_factory=list)  # program lines on the traceback, outermost first
+    error_offset: int | None = None  # syntax errors: 1-based column (SyntaxError.offset)
+    incomplete: bool = False  # syntax errors: the text ends mid-construct (codeop wants more input)
 
 
 @dataclass
@@ -75,6 +79,9 @@ class Verdict:
     stderr: str = ""
     duration: float = 0.0
     metadata: dict = field(default_factory=dict)  # isolation in force, limits, exit code/signal
+    error_trace: list[int] = field(default_factory=list)  # as in TestResult, for the deciding error
+    error_offset: int | None = None
+    incomplete: bool = False
 
     @property
     def pass_ratio(self) -> float:
@@ -217,7 +224,7 @@ def _server_died(job: dict) -> Verdict:
 # before any fork (which is also what makes a fork cheap: children share these pages).
 PRELOAD = ("abc array base64 binascii bisect calendar cmath codecs collections collections.abc contextlib copy "
            "csv ctypes dataclasses datetime decimal difflib enum fractions functools hashlib heapq io itertools "
-           "json math numbers operator queue random re socket statistics string struct textwrap threading time "
+           "codeop json math numbers operator queue random re socket statistics string struct textwrap threading time "
            "typing unicodedata _strptime").split()
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x40000000, 0x20000000
@@ -270,8 +277,10 @@ def _launch() -> None:
             if pid == 0:
                 try:
                     _serve(base, iso)
-                finally:
-                    os._exit(0)
+                except BaseException:
+                    traceback.print_exc()
+                    os._exit(1)
+                os._exit(0)
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0), os.dup2(devnull, 1)  # only the server holds the protocol pipes
             os.waitpid(pid, 0)  # when pid 1 exits, the kernel has killed everything in its namespace
@@ -342,8 +351,9 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             if kind == "start":
                 current, deadline = int(f[0]), time.monotonic() + timeout + GRACE
             elif kind == "end":
-                results[int(f[0])] = TestResult(f[1], None if f[2] == "-" else f[2],
-                                                int(f[3]) or None, float(f[4]))
+                results[int(f[0])] = TestResult(f[1], None if f[2] == "-" else f[2], int(f[3]) or None,
+                                                float(f[4]), [int(x) for x in f[5].split(",") if x.isdigit()],
+                                                int(f[6]) or None, f[7] == "1")
             elif kind == "done":
                 done = True
 
@@ -412,7 +422,8 @@ def _verdict(results: dict[int, TestResult], tests: list[str] | None, done: bool
         status = "pass" if done and ended is not None else "killed"  # no token: it never ran to its end
         first = TestResult(status)
     passed = sum(r.status == "pass" for r in per_test)
-    return Verdict(first.status, first.error_type, first.error_line, passed, n, per_test)
+    return Verdict(first.status, first.error_type, first.error_line, passed, n, per_test,
+                   error_trace=first.error_trace, error_offset=first.error_offset, incomplete=first.incomplete)
 
 
 def _kill_all(pid: int, iso: dict) -> None:
@@ -521,13 +532,14 @@ def _harness(program, tests, timeout, token, out, err) -> None:
     phases = [(PROGRAM, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
     for i, (name, source) in enumerate(phases):
         send(f"start {i}")
-        status, etype, line, dt = _run_phase(name, source, scope, timeout, perf)
+        status, etype, trace, dt, col, incomplete = _run_phase(name, source, scope, timeout, perf)
         for f in (out, err):
             try:
                 f.flush()
             except BaseException:
                 pass
-        send(f"end {i} {status} {etype or '-'} {line or 0} {dt:.6f}")
+        send(f"end {i} {status} {etype or '-'} {trace[-1] if trace else 0} {dt:.6f} "
+             f"{','.join(map(str, trace))} {col or 0} {int(incomplete)}")
         if i == 0 and status != "pass":
             break
     else:
@@ -538,33 +550,43 @@ def _harness(program, tests, timeout, token, out, err) -> None:
             if t is not threading.main_thread() and not t.daemon:
                 t.join(max(0.0, t0 + timeout - perf()))
         alive = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
-        send(f"end {len(phases)} {'timeout TimeoutError' if alive else 'pass -'} 0 {perf() - t0:.6f}")
+        send(f"end {len(phases)} {'timeout TimeoutError' if alive else 'pass -'} 0 {perf() - t0:.6f} - 0 0")
     send("done")
     exit_(0)  # skip atexit hooks and thread shutdown: the verdict is already sent
 
 
 def _run_phase(name, source, scope, timeout, perf):
+    """-> (status, error type, program lines of the traceback, seconds, syntax column, incomplete input)."""
     t0 = perf()
     try:
         code = compile(source, name, "exec")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
-        line = getattr(e, "lineno", None) if name == PROGRAM else None
         _print_error(e, None)
-        return "syntax_error", _type_name(e), line, perf() - t0
+        if name != PROGRAM or not isinstance(e, SyntaxError):
+            return "syntax_error", _type_name(e), [], perf() - t0, 0, False
+        return "syntax_error", _type_name(e), [e.lineno or 0], perf() - t0, e.offset, _incomplete(source)
     try:
         try:
             signal.setitimer(signal.ITIMER_REAL, timeout)
             exec(code, scope)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-        return "pass", None, None, perf() - t0
+        return "pass", None, [], perf() - t0, 0, False
     except _Timeout as e:
-        return "timeout", "TimeoutError", _program_line(e), perf() - t0
+        return "timeout", "TimeoutError", _program_lines(e), perf() - t0, 0, False
     except BaseException as e:
         status = "fail" if isinstance(e, AssertionError) else "memory" if isinstance(e, MemoryError) \
             else "runtime_error"
         _print_error(e, e.__traceback__.tb_next)  # tb_next: leave the harness's own frame out
-        return status, _type_name(e), _program_line(e), perf() - t0
+        return status, _type_name(e), _program_lines(e), perf() - t0, 0, False
+
+
+def _incomplete(source: str) -> bool:
+    """True when the text stops mid-construct (an open bracket or string, a missing block): truncation."""
+    try:
+        return codeop.compile_command(source, PROGRAM, "exec") is None
+    except Exception:
+        return False
 
 
 def _print_error(e: BaseException, tb) -> None:
@@ -574,13 +596,9 @@ def _print_error(e: BaseException, tb) -> None:
         pass
 
 
-def _program_line(e: BaseException) -> int | None:
-    """The innermost traceback frame that lies in the program text."""
-    line = None
-    for frame, lineno in traceback.walk_tb(e.__traceback__):
-        if frame.f_code.co_filename == PROGRAM:
-            line = lineno
-    return line
+def _program_lines(e: BaseException) -> list[int]:
+    """The traceback's frames that lie in the program text, outermost first (the last is the innermost)."""
+    return [lineno for frame, lineno in traceback.walk_tb(e.__traceback__) if frame.f_code.co_filename == PROGRAM]
 
 
 def _type_name(e: BaseException) -> str:
