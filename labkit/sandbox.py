@@ -33,7 +33,6 @@ import argparse
 import atexit
 import codeop
 import ctypes
-import dataclasses
 import gc
 import json
 import os
@@ -54,6 +53,7 @@ STATUSES = ("pass", "fail", "runtime_error", "syntax_error", "timeout", "memory"
 GRACE = 0.5          # seconds the server waits past a phase's limit before it kills (SIGALRM came first)
 TAIL = 2000          # characters of stdout/stderr kept in a verdict
 PROGRAM = "<program>"  # the filename programs are compiled under: how tracebacks are located in the program
+ISOLATION = ("pid_ns", "net_ns", "private_tmpfs", "chroot", "uid", "pids_cgroup")  # reported per verdict
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Verdict:
         return self.tests_passed / self.tests_total if self.tests_total else 0.0
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**vars(self), "tests": [dict(vars(t)) for t in self.tests]}  # asdict's deep copy is slow
 
     @classmethod
     def from_json(cls, d: dict) -> "Verdict":
@@ -305,6 +305,8 @@ def _serve(base: str, iso: dict) -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     if iso["pids_cgroup"]:  # the server joins once; its children are born inside (a move costs ~0.5 ms)
         _write(os.path.join(iso["pids_cgroup"], "cgroup.procs"), str(os.getpid()))
+    # The address-space limit is relative to this size, which every child starts with.
+    iso["vm_bytes"] = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     gc.freeze()  # keep the collector from touching (and so copying) the warm pages in every child
     for line in fin:
         verdict = _supervise(json.loads(line), base, iso)
@@ -316,11 +318,13 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
     """Fork one child for the job, watch its pipes and clock, then end every process it made."""
     timeout, tests = job["timeout"], job["tests"]
     n_phases = 1 + len(tests or []) + 1  # program, tests, the wait for threads
-    rundir = tempfile.mkdtemp(dir=base)
+    rundir = os.path.join(base, secrets.token_hex(8))
+    os.mkdir(rundir, 0o700)
     if iso["uid"] is not None:
         os.chown(rundir, iso["uid"], iso["uid"])
-    if iso["pids_cgroup"]:
+    if iso["pids_cgroup"] and iso.get("pids_max") != job["max_procs"]:
         _write(os.path.join(iso["pids_cgroup"], "pids.max"), str(job["max_procs"] + 1))  # + the server
+        iso["pids_max"] = job["max_procs"]
     token = secrets.token_hex(16)
     (chan_r, chan_w), (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe(), os.pipe()
     t0 = time.perf_counter()
@@ -389,7 +393,10 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
                 tails[fd] = (tails[fd] + data)[-4 * TAIL:]
     for fd in (chan_r, out_r, err_r, pidfd):
         os.close(fd)
-    shutil.rmtree(rundir, ignore_errors=True)
+    try:
+        os.rmdir(rundir)  # most programs write nothing
+    except OSError:
+        shutil.rmtree(rundir, ignore_errors=True)
 
     # Which phase was cut short, and why: our kill (time, output) or the child's own death.
     code = exit_info.get("exit_code")
@@ -403,7 +410,7 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
     verdict.stderr = tails[err_r].decode(errors="replace")[-TAIL:]
     verdict.duration = round(time.perf_counter() - t0, 6)
     verdict.metadata = {**exit_info, "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
-                        "output_bytes": n_out, "isolation": {**iso, "pids_cgroup": bool(iso["pids_cgroup"])},
+                        "output_bytes": n_out, "isolation": {k: bool(iso[k]) if k == "pids_cgroup" else iso[k] for k in ISOLATION},
                         "limits": {k: job[k] for k in ("timeout", "memory_mb", "max_procs", "max_output")}}
     return verdict
 
@@ -486,13 +493,12 @@ def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
     for fd, target in ((devnull, 0), (out_w, 1), (err_w, 2), (chan_w, 3)):
         os.dup2(fd, target)
     os.closerange(4, 1 << 16)
-    vm_bytes = int(open("/proc/self/statm").read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     os.chdir(rundir)
     if iso["chroot"]:
         os.chroot(rundir)
         os.chdir("/")
     cpu = int(job["timeout"] * n_phases) + 1
-    limits = [(resource.RLIMIT_AS, vm_bytes + job["memory_mb"] * 2**20), (resource.RLIMIT_CPU, cpu),
+    limits = [(resource.RLIMIT_AS, iso["vm_bytes"] + job["memory_mb"] * 2**20), (resource.RLIMIT_CPU, cpu),
               (resource.RLIMIT_FSIZE, job["memory_mb"] * 2**20), (resource.RLIMIT_CORE, 0)]
     if iso["uid"] is not None:
         limits.append((resource.RLIMIT_NPROC, job["max_procs"]))
@@ -505,53 +511,55 @@ def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
         os.setresuid(uid, uid, uid)  # all capabilities go with uid 0: no way back out of the chroot
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGALRM, _raise_timeout)
-    sys.stdin = open(0, encoding="utf-8", closefd=False)
-    sys.stdout = out = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = err = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    # The interpreter's own stream objects, now on the new fds 0-2 (the server never wrote to them).
+    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
     sys.argv = [PROGRAM]
-    _harness(job["program"], job["tests"], job["timeout"], token, out, err)
+    _harness(job["program"], job["tests"], job["timeout"], token)
 
 
 def _raise_timeout(signum, frame):
     raise _Timeout()
 
 
-def _harness(program, tests, timeout, token, out, err) -> None:
+def _harness(program, tests, timeout, token) -> None:
     # Bind what the harness needs before the program runs: it may patch os, time or sys.
-    write, getpid, perf, exit_ = os.write, os.getpid, time.perf_counter, os._exit
+    write, getpid, perf, exit_, out, err = os.write, os.getpid, time.perf_counter, os._exit, sys.stdout, sys.stderr
     me = getpid()
 
-    def send(msg: str) -> None:
+    def send(*lines: str) -> None:
         if getpid() == me:  # a fork of the program must not report for it
-            write(3, f"{token} {msg}\n".encode())
+            write(3, "".join(f"{token} {m}\n" for m in lines).encode())
 
     import builtins
     import linecache
     linecache.cache[PROGRAM] = (len(program), None, program.splitlines(True), PROGRAM)  # tracebacks show lines
     scope = {"__name__": "__main__", "__builtins__": builtins}
     phases = [(PROGRAM, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
+    ended = []  # a phase's result travels with the next phase's start: one write (one server wake-up) each
     for i, (name, source) in enumerate(phases):
-        send(f"start {i}")
+        send(*ended, f"start {i}")
         status, etype, trace, dt, col, incomplete = _run_phase(name, source, scope, timeout, perf)
         for f in (out, err):
             try:
                 f.flush()
             except BaseException:
                 pass
-        send(f"end {i} {status} {etype or '-'} {trace[-1] if trace else 0} {dt:.6f} "
-             f"{','.join(map(str, trace))} {col or 0} {int(incomplete)}")
+        ended = [f"end {i} {status} {etype or '-'} {trace[-1] if trace else 0} {dt:.6f} "
+                 f"{','.join(map(str, trace)) or '-'} {col or 0} {int(incomplete)}"]
         if i == 0 and status != "pass":
             break
     else:
         # Like the interpreter at exit: wait for non-daemon threads; one that never ends means no end.
-        send(f"start {len(phases)}")
-        t0 = perf()
-        for t in threading.enumerate():
-            if t is not threading.main_thread() and not t.daemon:
+        n, t0 = len(phases), perf()
+        waiting = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+        if waiting:
+            send(*ended, f"start {n}")
+            ended = []
+            for t in waiting:
                 t.join(max(0.0, t0 + timeout - perf()))
-        alive = any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread())
-        send(f"end {len(phases)} {'timeout TimeoutError' if alive else 'pass -'} 0 {perf() - t0:.6f} - 0 0")
-    send("done")
+        alive = any(t.is_alive() for t in waiting)
+        ended.append(f"end {n} {'timeout TimeoutError' if alive else 'pass -'} 0 {perf() - t0:.6f} - 0 0")
+    send(*ended, "done")
     exit_(0)  # skip atexit hooks and thread shutdown: the verdict is already sent
 
 
