@@ -1,0 +1,228 @@
+"""Pretrain the embedded default base model on a local corpus: Python's standard library plus the atomic library.
+
+    python -m labkit pretrain --preset quick --out runs/pretrain
+
+The corpus is function definitions from the standard library that ships with the interpreter and every atomic
+task exactly as the later stages format it (prompt + reference body, once per phrasing), repeated
+`atomic_repeat` times: that repetition is what gives the base model a prior on the atomic functions
+(DESIGN §2.3). Synthetic composites are never part of it, so the base model has not seen any test function.
+
+Documents are tokenised, joined with eos and packed into fixed blocks of `seq_len` tokens. Training is plain
+causal-LM loss with AdamW, linear warmup then cosine decay, and gradient clipping. Every `eval_every` steps
+the loss on held-out standard-library functions and on the atomic documents is logged; every `save_every`
+steps a checkpoint is written (runs.RunDir: save_pretrained + optimizer + RNG, atomically). Re-running the
+same command on the same --out resumes from the last checkpoint; because the batch order is a function of
+(seed, step) alone, a resumed run ends with the same weights as an uninterrupted one.
+
+Output: OUT/model (loads with AutoModelForCausalLM/AutoTokenizer.from_pretrained, or model.name_or_path=OUT),
+OUT/metrics.jsonl, OUT/config.json, OUT/checkpoints/.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from labkit import model as models
+from labkit import runs
+from labkit.config import UserError
+
+
+@dataclass
+class PretrainConfig:
+    model: models.ModelConfig = field(default_factory=models.ModelConfig)
+    out_dir: str = "runs/pretrain"
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 256
+    lr: float = 3e-3
+    warmup: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    log_every: int = 10         # train loss is averaged over this many steps
+    eval_every: int = 100
+    eval_blocks: int = 16       # blocks per held-out loss estimate
+    save_every: int = 200
+    stdlib_chars: int = 2_000_000   # how much standard-library source (characters of function definitions)
+    heldout_every: int = 20         # every Nth standard-library function is held out for the held-out loss
+    atomic_repeat: int = 10         # copies of every atomic document in the corpus
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "smoke": {"model.size": "tiny", "steps": 60, "batch_size": 8, "seq_len": 128, "warmup": 10,
+                  "eval_every": 20, "eval_blocks": 4, "save_every": 30, "stdlib_chars": 100_000,
+                  "atomic_repeat": 3},
+        "quick": {"model.size": "small", "steps": 700, "batch_size": 16, "seq_len": 256, "warmup": 50,
+                  "eval_every": 100, "save_every": 100, "stdlib_chars": 2_000_000, "atomic_repeat": 10},
+        "full": {"model.size": "base", "steps": 20_000, "batch_size": 64, "seq_len": 512, "lr": 1e-3,
+                 "warmup": 500, "eval_every": 500, "eval_blocks": 64, "save_every": 1000,
+                 "stdlib_chars": 40_000_000, "atomic_repeat": 50},
+    }
+
+
+CONFIG = PretrainConfig
+CLI_ALIASES = {"--out": "out_dir", "--seed": "seed"}
+
+
+# --- the corpus ------------------------------------------------------------------------------------------
+
+def corpus(cfg: PretrainConfig) -> dict[str, list[str]]:
+    """Documents by role: "train" (stdlib + repeated atomic), "heldout" (stdlib only), "atomic" (one copy)."""
+    stdlib = models.stdlib_documents(cfg.stdlib_chars)
+    atomic = models.atomic_documents(cfg.seed)
+    heldout = stdlib[::cfg.heldout_every]
+    train = [d for i, d in enumerate(stdlib) if i % cfg.heldout_every] + atomic * cfg.atomic_repeat
+    return {"train": train, "heldout": heldout, "atomic": atomic}
+
+
+def pack(docs: list[str], tokenizer, seq_len: int, seed: int) -> torch.Tensor:
+    """Shuffle documents, join them with eos and cut into [n_blocks, seq_len] (the remainder is dropped)."""
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+    ids = tokenizer([docs[i] for i in order])["input_ids"]
+    flat = [t for doc in ids for t in doc + [tokenizer.eos_token_id]]
+    n = len(flat) // seq_len
+    if n == 0:
+        raise UserError(f"the corpus has {len(flat)} tokens, fewer than one block of seq_len={seq_len}; "
+                        f"raise stdlib_chars or lower seq_len")
+    return torch.tensor(flat[:n * seq_len]).view(n, seq_len)
+
+
+def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[int]:
+    """The blocks of one step: consecutive slices of per-epoch permutations, a function of (seed, step) only."""
+    out = []
+    for pos in range(step * batch_size, (step + 1) * batch_size):
+        epoch, i = divmod(pos, n_blocks)
+        out.append(_permutation(seed, epoch, n_blocks)[i])
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, epoch: int, n: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+
+
+# --- training ----------------------------------------------------------------------------------------------
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warmup to cfg.lr, then cosine decay to 10% of it at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.AdamW:
+    # Weight decay on matrices only; norms' gains (1-D) stay undecayed, as in nanoGPT.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95),
+                             fused=next(model.parameters()).is_cuda)
+
+
+@torch.no_grad()
+def block_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
+    """Mean next-token loss over `blocks` (eval mode; no RNG is consumed, so resuming stays exact)."""
+    model.eval()
+    device = next(model.parameters()).device
+    losses = [model(input_ids=b.to(device), labels=b.to(device)).loss.float().item()
+              for b in blocks.split(batch_size)]
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def train(cfg: PretrainConfig) -> Path:
+    """Run (or resume) pretraining; returns the directory of the final model."""
+    if cfg.model.lora.enabled:
+        raise UserError("pretraining trains every weight; set model.lora.enabled=false")
+    if cfg.steps < 1 or cfg.eval_every < 1 or cfg.save_every < 1 or cfg.log_every < 1:
+        raise UserError("steps, log_every, eval_every and save_every must be at least 1")
+    run = runs.RunDir(cfg.out_dir, cfg)
+    state = run.resume()
+    if state is None:
+        model, tokenizer = models.load(cfg.model, cfg.seed)
+        start = 0
+    else:
+        ckpt = run.checkpoint("last")
+        model, tokenizer = models.load(dataclasses.replace(cfg.model, name_or_path=str(ckpt)), cfg.seed)
+        start = state["step"]
+    device = next(model.parameters()).device
+    optimizer = make_optimizer(model, cfg)
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+
+    docs = corpus(cfg)
+    train_blocks = pack(docs["train"], tokenizer, cfg.seq_len, cfg.seed)
+    eval_sets = {name: pack(docs[name], tokenizer, cfg.seq_len, cfg.seed)[:cfg.eval_blocks]
+                 for name in ("heldout", "atomic")}
+    if start == 0:
+        print(f"pretrain: {models.n_params(model) / 1e6:.2f} M parameters on {device}, "
+              f"{train_blocks.numel() / 1e6:.2f} M training tokens ({len(train_blocks)} blocks of "
+              f"{cfg.seq_len}), {cfg.steps * cfg.batch_size * cfg.seq_len / train_blocks.numel():.1f} epochs")
+
+    def evaluate(step: int) -> float:
+        losses = {name: block_loss(model, blocks, cfg.batch_size) for name, blocks in eval_sets.items()}
+        run.log([{"step": step, "split": name, "metric": "loss", "value": loss} for name, loss in losses.items()])
+        return losses["heldout"]
+
+    if start == 0:
+        evaluate(0)
+    window, t_window = [], time.time()
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="pretrain", mininterval=1.0)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = train_blocks[batch_indices(step, cfg.batch_size, len(train_blocks), cfg.seed)].to(device)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        window.append(loss.item())
+
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            tokens_per_s = len(window) * batch.numel() / (time.time() - t_window)
+            run.log([{"step": done, "split": "train", "metric": "loss", "value": sum(window) / len(window)},
+                     {"step": done, "split": "train", "metric": "lr", "value": lr_at(step, cfg)},
+                     {"step": done, "split": "train", "metric": "tokens_per_s", "value": tokens_per_s}])
+            bar.set_postfix(loss=f"{sum(window) / len(window):.3f}", tok_s=f"{tokens_per_s:.0f}")
+            window, t_window = [], time.time()
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            heldout = evaluate(done)
+            bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{heldout:.3f}")
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            run.save_checkpoint(done, model, tokenizer,
+                                {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
+    bar.close()
+    return save_final(run, model, tokenizer)
+
+
+def save_final(run: runs.RunDir, model, tokenizer) -> Path:
+    """OUT/model: the final weights and tokenizer, replaced as a whole (temp dir + rename)."""
+    final, tmp = run.path / "model", run.path / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return final
+
+
+def run_cli(cfg: PretrainConfig, args) -> int:
+    t0 = time.time()
+    final = train(cfg)
+    losses = {(r["split"], r["metric"]): r["value"] for r in runs.read_jsonl(Path(cfg.out_dir) / "metrics.jsonl")}
+    print(f"pretrain: done in {time.time() - t0:.0f} s; held-out loss {losses[('heldout', 'loss')]:.3f}, "
+          f"atomic loss {losses[('atomic', 'loss')]:.3f}; model in {final}")
+    return 0
