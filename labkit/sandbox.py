@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import collections
 import codeop
 import ctypes
 import gc
@@ -139,22 +140,19 @@ class _Server:
                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
         self.fd = self.proc.stdout.fileno()
         self.buf = b""
+        self.pending: collections.deque[int] = collections.deque()  # indices of the jobs sent, in order
 
     def send(self, job: dict) -> None:
         self.proc.stdin.write(json.dumps(job).encode() + b"\n")
         self.proc.stdin.flush()
 
-    def read_line(self) -> bytes | None:
-        """Called when select says the fd is readable: a complete line, b"" if not yet, None at EOF."""
+    def read_lines(self) -> list[bytes] | None:
+        """Called when select says the fd is readable: the complete lines so far, or None at EOF."""
         data = os.read(self.fd, 1 << 16)
         if not data:
             return None
-        self.buf += data
-        line, sep, rest = self.buf.partition(b"\n")
-        if not sep:
-            return b""
-        self.buf = rest
-        return line
+        *lines, self.buf = (self.buf + data).split(b"\n")
+        return lines
 
     def close(self) -> None:
         try:
@@ -168,6 +166,7 @@ class _Server:
 _POOL: list[_Server] = []
 _POOL_LOCK = threading.Lock()
 atexit.register(shutdown)
+DEPTH = 2  # jobs queued per server, so that the next one is already there when a program ends
 
 
 def _dispatch(jobs: list[dict], workers: int) -> list[Verdict]:
@@ -175,40 +174,31 @@ def _dispatch(jobs: list[dict], workers: int) -> list[Verdict]:
         _POOL.append(_Server())
     servers = _POOL[:workers]
     results: list[Verdict | None] = [None] * len(jobs)
-    todo = list(range(len(jobs)))[::-1]
-    busy: dict[int, tuple[_Server, int]] = {}  # fd -> (server, job index)
-    while todo or busy:
+    todo = collections.deque(range(len(jobs)))
+    while todo or any(s.pending for s in servers):
         for s in servers:
-            if todo and s.fd not in busy:
-                i = todo.pop()
+            while todo and len(s.pending) < DEPTH:
+                s.pending.append(todo.popleft())
                 try:
-                    s.send(jobs[i])
-                    busy[s.fd] = (s, i)
-                except OSError:  # a dead server: report, replace, and retry the job on the new one
-                    results[i] = _server_died(jobs[i])
-                    _replace(s, servers)
+                    s.send(jobs[s.pending[-1]])
+                except OSError:  # a dead server: its EOF below reports it
                     break
-        readable, _, _ = select.select(list(busy), [], [])
-        for fd in readable:
-            s, i = busy[fd]
-            line = s.read_line()
-            if line == b"":
+        readable, _, _ = select.select([s.fd for s in servers if s.pending], [], [])
+        for k, s in enumerate(servers):
+            if s.fd not in readable:
                 continue
-            del busy[fd]
-            if line is None:
+            lines = s.read_lines()
+            if lines is None:  # the server died (never seen in practice): its program gets a verdict, the
+                i = s.pending.popleft()  # queued ones go to a fresh server
                 results[i] = _server_died(jobs[i])
-                _replace(s, servers)
-            else:
-                results[i] = Verdict.from_json(json.loads(line))
+                todo.extendleft(reversed(s.pending))
+                s.proc.kill()
+                s.proc.wait()
+                servers[k] = _POOL[_POOL.index(s)] = _Server()
+                continue
+            for line in lines:
+                results[s.pending.popleft()] = Verdict.from_json(json.loads(line))
     return results
-
-
-def _replace(dead: _Server, servers: list[_Server]) -> None:
-    dead.proc.kill()
-    dead.proc.wait()
-    new = _Server()
-    servers[servers.index(dead)] = new
-    _POOL[_POOL.index(dead)] = new
 
 
 def _server_died(job: dict) -> Verdict:

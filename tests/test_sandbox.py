@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -228,3 +229,15 @@ def test_isolation_is_recorded():
     assert set(iso) >= {"pid_ns", "net_ns", "chroot", "uid", "pids_cgroup"}
     if os.geteuid() == 0:
         assert iso["chroot"] and iso["uid"]
+
+
+def test_a_dead_server_gives_a_verdict_and_is_replaced():
+    sandbox.run_many(["pass"] * 2, workers=2)
+    launcher = sandbox._POOL[0].proc.pid
+    server = next(p for p, v in _descendants(launcher).items() if "--serve" in v)
+    programs = ["import time\ntime.sleep(0.5)\n"] + [f"assert {i} == {i}" for i in range(6)]
+    threading.Timer(0.2, os.kill, (server, 9)).start()  # dies while it runs the first program
+    verdicts = sandbox.run_many(programs, workers=2)
+    assert verdicts[0].status == "killed" and "server died" in verdicts[0].metadata["note"]
+    assert [v.status for v in verdicts[1:]] == ["pass"] * 6
+    assert sandbox._POOL[0].proc.pid != launcher and sandbox.run("pass").status == "pass"
