@@ -218,7 +218,7 @@ PRELOAD = ("abc array base64 binascii bisect calendar cmath codecs collections c
            "typing unicodedata _strptime").split()
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x40000000, 0x20000000
-MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 1 << 14, 1 << 18
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 1 << 14, 1 << 18, 2
 PR_SET_CHILD_SUBREAPER = 36
 DISK_MB = 256  # size of a server's private tmpfs, shared by the run dirs of its programs
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -234,14 +234,30 @@ def _warm() -> None:
         "x".encode(enc)
 
 
+def _private_dir(parent: str) -> str:
+    """parent/labkit-sandbox-<our pid>, after removing those of servers that were killed before cleaning up."""
+    for name in os.listdir(parent):
+        pid = name.removeprefix("labkit-sandbox-")
+        if pid.isdigit() and (pid == str(os.getpid()) or not os.path.exists(f"/proc/{pid}")):
+            _remove(os.path.join(parent, name))
+    path = os.path.join(parent, f"labkit-sandbox-{os.getpid()}")
+    os.mkdir(path, 0o711)
+    return path
+
+
+def _remove(path: str) -> None:
+    try:
+        os.rmdir(path)  # an empty dir or a cgroup (whose control files can't be unlinked)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _pids_cgroup() -> str | None:
     """A fresh child of our cgroup-v1 pids cgroup (counts every process and thread a program makes)."""
     try:
         rel = next(line.split(":", 2)[2].strip() for line in open("/proc/self/cgroup")
                    if line.split(":")[1] == "pids")
-        path = os.path.join("/sys/fs/cgroup/pids" + rel.rstrip("/"), f"labkit-sandbox-{os.getpid()}")
-        os.mkdir(path)
-        return path
+        return _private_dir("/sys/fs/cgroup/pids" + rel.rstrip("/"))
     except (OSError, StopIteration, IndexError):
         return None
 
@@ -250,8 +266,7 @@ def _launch() -> None:
     """Entry point of a server process: set up namespaces, then serve until stdin closes."""
     _warm()
     # Run dirs live on a tmpfs: creating and removing one costs microseconds there, milliseconds on a disk.
-    base = tempfile.mkdtemp(prefix="labkit-sandbox-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-    os.chmod(base, 0o711)
+    base = _private_dir("/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir())
     iso = {"pid_ns": False, "net_ns": False, "private_tmpfs": False, "chroot": False, "uid": None,
            "pids_cgroup": _pids_cgroup()}
     if os.geteuid() == 0:
@@ -274,18 +289,16 @@ def _launch() -> None:
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0), os.dup2(devnull, 1)  # only the server holds the protocol pipes
             os.waitpid(pid, 0)  # when pid 1 exits, the kernel has killed everything in its namespace
+            _libc.umount2(base.encode(), MNT_DETACH)
         else:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans come back to us, so we can end them
             _serve(base, iso)
             if iso["pids_cgroup"]:  # leave our cgroup so that it can be removed
                 _write(os.path.join(os.path.dirname(iso["pids_cgroup"]), "cgroup.procs"), str(os.getpid()))
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        _remove(base)
         if iso["pids_cgroup"]:
-            try:
-                os.rmdir(iso["pids_cgroup"])
-            except OSError:
-                pass
+            _remove(iso["pids_cgroup"])
 
 
 def _serve(base: str, iso: dict) -> None:
