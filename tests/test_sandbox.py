@@ -241,3 +241,13 @@ def test_a_dead_server_gives_a_verdict_and_is_replaced():
     assert verdicts[0].status == "killed" and "server died" in verdicts[0].metadata["note"]
     assert [v.status for v in verdicts[1:]] == ["pass"] * 6
     assert sandbox._POOL[0].proc.pid != launcher and sandbox.run("pass").status == "pass"
+
+
+def test_a_hostile_batch_in_parallel():
+    programs = ["import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+                "x = 'x' * 10**11\n", "while True:\n    print('y' * 1000)\n", "import os\nif os.fork() == 0:\n    os.setsid()\n"
+                "while True:\n    pass\n", "assert sum(range(10)) == 45\n"] * 2
+    t0 = time.perf_counter()
+    verdicts = sandbox.run_many(programs, timeout=T, workers=2)
+    assert [v.status for v in verdicts] == ["timeout", "memory", "output_limit", "timeout", "pass"] * 2
+    assert time.perf_counter() - t0 < 4 * (T + 1)  # four slow ones per worker, each within its limit
