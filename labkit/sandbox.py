@@ -412,9 +412,10 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
     verdict.stdout = tails[out_r].decode(errors="replace")[-TAIL:]
     verdict.stderr = tails[err_r].decode(errors="replace")[-TAIL:]
     verdict.duration = round(time.perf_counter() - t0, 6)
-    verdict.metadata = {**exit_info, "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
-                        "output_bytes": n_out, "isolation": {k: bool(iso[k]) if k == "pids_cgroup" else iso[k] for k in ISOLATION},
-                        "limits": {k: job[k] for k in ("timeout", "memory_mb", "max_procs", "max_output")}}
+    verdict.metadata = {
+        **exit_info, "signal": signal.Signals(-code).name if code is not None and code < 0 else None,
+        "output_bytes": n_out, "isolation": {k: bool(iso[k]) if k == "pids_cgroup" else iso[k] for k in ISOLATION},
+        "limits": {k: job[k] for k in ("timeout", "memory_mb", "max_procs", "max_output")}}
     return verdict
 
 

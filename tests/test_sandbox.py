@@ -112,7 +112,8 @@ def test_killing_the_parent_or_the_caller():
     program = (f"import os, signal\nfor pid in (os.getppid(), 1, {os.getpid()}, {os.getppid()}):\n    try:\n"
                f"        os.kill(pid, signal.SIGKILL)\n    except OSError:\n        pass\nassert False\n")
     assert hostile(program).status == "fail"
-    everyone = "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nos.killpg(0, signal.SIGKILL)\n"
+    everyone = ("import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n"
+                "os.killpg(0, signal.SIGKILL)\n")
     assert hostile(everyone).status == "killed"
     assert [s.proc.pid for s in sandbox._POOL] == servers and all(s.proc.poll() is None for s in sandbox._POOL)
     assert sandbox.run("assert 1 + 1 == 2").status == "pass"
@@ -144,8 +145,8 @@ def test_closing_the_std_streams_and_the_channel():
 
 
 def test_overwriting_the_std_streams():
-    v = hostile("import io, os, sys\nsys.stdout = io.StringIO()\nos.dup2(os.open('junk', os.O_WRONLY | os.O_CREAT), 1)\n"
-                "print('PASSED')\nassert 1 == 2\n")
+    v = hostile("import io, os, sys\nsys.stdout = io.StringIO()\n"
+                "os.dup2(os.open('junk', os.O_WRONLY | os.O_CREAT), 1)\nprint('PASSED')\nassert 1 == 2\n")
     assert v.status == "fail" and v.error_line == 5
 
 
@@ -173,7 +174,8 @@ def test_forged_success_output(tmp_path):
 
 
 def test_threads_that_never_end():
-    assert hostile("import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n").status == "timeout"
+    sleeper = "import threading, time\nthreading.Thread(target=time.sleep, args=(1000,)).start()\n"
+    assert hostile(sleeper).status == "timeout"
     v = hostile("import threading\ndef spin():\n    while True:\n        pass\nthreading.Thread(target=spin).start()\n"
                 "def f():\n    return 1\n", ["assert f() == 1"])
     assert v.status == "timeout" and v.tests_passed == 1
@@ -245,8 +247,9 @@ def test_a_dead_server_gives_a_verdict_and_is_replaced():
 
 def test_a_hostile_batch_in_parallel():
     programs = ["import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-                "x = 'x' * 10**11\n", "while True:\n    print('y' * 1000)\n", "import os\nif os.fork() == 0:\n    os.setsid()\n"
-                "while True:\n    pass\n", "assert sum(range(10)) == 45\n"] * 2
+                "x = 'x' * 10**11\n", "while True:\n    print('y' * 1000)\n",
+                "import os\nif os.fork() == 0:\n    os.setsid()\nwhile True:\n    pass\n",
+                "assert sum(range(10)) == 45\n"] * 2
     t0 = time.perf_counter()
     verdicts = sandbox.run_many(programs, timeout=T, workers=2)
     assert [v.status for v in verdicts] == ["timeout", "memory", "output_limit", "timeout", "pass"] * 2
