@@ -254,3 +254,9 @@ def test_a_hostile_batch_in_parallel():
     verdicts = sandbox.run_many(programs, timeout=T, workers=2)
     assert [v.status for v in verdicts] == ["timeout", "memory", "output_limit", "timeout", "pass"] * 2
     assert time.perf_counter() - t0 < 4 * (T + 1)  # four slow ones per worker, each within its limit
+
+
+def test_runs_are_reproducible():
+    program = "import random\nprint(random.random(), {'a', 'b', 'c'}, hash('x'))\n"
+    outs = {v.stdout for v in sandbox.run_many([program] * 4, workers=2)}
+    assert len(outs) == 1, outs
