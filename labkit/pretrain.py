@@ -129,6 +129,18 @@ def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.AdamW:
                              fused=next(model.parameters()).is_cuda)
 
 
+def train_step(model, optimizer, batch: torch.Tensor, lr: float, grad_clip: float) -> float:
+    """One optimizer step of next-token loss on a [batch, seq_len] block of token ids; returns the loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
 @torch.no_grad()
 def block_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
     """Mean next-token loss over `blocks` (eval mode; no RNG is consumed, so resuming stays exact)."""
@@ -148,6 +160,8 @@ def train(cfg: PretrainConfig) -> Path:
         raise UserError("steps, log_every, eval_every and save_every must be at least 1")
     run = runs.RunDir(cfg.out_dir, cfg)
     state = run.resume()
+    if state is not None and state["step"] >= cfg.steps and (run.path / "model").exists():
+        return run.path / "model"   # finished earlier: re-running is a no-op
     if state is None:
         model, tokenizer = models.load(cfg.model, cfg.seed)
         start = 0
@@ -177,30 +191,24 @@ def train(cfg: PretrainConfig) -> Path:
 
     if start == 0:
         evaluate(0)
-    window, t_window = [], time.time()
+    window, window_time = [], 0.0   # losses and seconds of training steps since the last log line
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="pretrain", mininterval=1.0)
     for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, cfg)
+        t0 = time.time()
         batch = train_blocks[batch_indices(step, cfg.batch_size, len(train_blocks), cfg.seed)].to(device)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        window.append(loss.item())
+        window.append(train_step(model, optimizer, batch, lr_at(step, cfg), cfg.grad_clip))
+        window_time += time.time() - t0
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
-            tokens_per_s = len(window) * batch.numel() / (time.time() - t_window)
+            tokens_per_s = len(window) * batch.numel() / window_time
             run.log([{"step": done, "split": "train", "metric": "loss", "value": sum(window) / len(window)},
                      {"step": done, "split": "train", "metric": "lr", "value": lr_at(step, cfg)},
                      {"step": done, "split": "train", "metric": "tokens_per_s", "value": tokens_per_s}])
             bar.set_postfix(loss=f"{sum(window) / len(window):.3f}", tok_s=f"{tokens_per_s:.0f}")
-            window, t_window = [], time.time()
+            window, window_time = [], 0.0
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            heldout = evaluate(done)
-            bar.set_postfix(loss=f"{loss.item():.3f}", heldout=f"{heldout:.3f}")
+            bar.set_postfix(heldout=f"{evaluate(done):.3f}")
         if done % cfg.save_every == 0 or done == cfg.steps:
             run.save_checkpoint(done, model, tokenizer,
                                 {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
