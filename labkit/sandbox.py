@@ -35,6 +35,7 @@ import atexit
 import collections
 import codeop
 import ctypes
+import fcntl
 import gc
 import json
 import os
@@ -221,7 +222,7 @@ PRELOAD = ("abc array base64 binascii bisect calendar cmath codecs collections c
 
 CLONE_NEWNS, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x40000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE, MNT_DETACH = 2, 4, 1 << 14, 1 << 18, 2
-PR_SET_CHILD_SUBREAPER = 36
+PR_SET_CHILD_SUBREAPER, F_SETPIPE_SZ = 36, 1031
 DISK_MB = 256  # size of a server's private tmpfs, shared by the run dirs of its programs
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -344,7 +345,7 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
         os.close(fd)
 
     results: dict[int, TestResult] = {}
-    current, done, reason, exit_info = -1, False, None, {}
+    current, done, reason, exit_info = 0, False, None, {}
     chan_buf, tails, n_out = b"", {out_r: b"", err_r: b""}, 0
     deadline = time.monotonic() + timeout + GRACE
     pidfd = os.pidfd_open(pid)
@@ -358,8 +359,8 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             if tok != token:
                 continue  # not from the harness: forged or garbage
             kind, *f = msg.split(" ")
-            if kind == "start":
-                current, deadline = int(f[0]), time.monotonic() + timeout + GRACE
+            if kind == "start":  # stamped with the child's clock (CLOCK_MONOTONIC is system-wide)
+                current, deadline = int(f[0]), float(f[1]) + timeout + GRACE
             elif kind == "end":
                 results[int(f[0])] = TestResult(f[1], None if f[2] == "-" else f[2], int(f[3]) or None,
                                                 float(f[4]), [int(x) for x in f[5].split(",") if x.isdigit()],
@@ -367,10 +368,24 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             elif kind == "done":
                 done = True
 
-    open_fds = {chan_r, out_r, err_r}
+    # The channel is read only when the deadline passes (a later phase may have moved it) and at the end:
+    # waking up for every phase would cost a context switch each, which on busy cores is the real price.
+    os.set_blocking(chan_r, False)
+    try:
+        fcntl.fcntl(chan_r, F_SETPIPE_SZ, 1 << 20)  # room for ~15,000 phase messages
+    except OSError:
+        pass
+    open_fds = {out_r, err_r}
     while True:
         wait = deadline - time.monotonic()
         if wait <= 0:
+            try:
+                while data := os.read(chan_r, 1 << 16):
+                    on_channel(data)
+            except BlockingIOError:
+                pass
+            if deadline - time.monotonic() > 0:
+                continue
             reason = "timeout"
             break
         readable, _, _ = select.select([*open_fds, pidfd], [], [], wait)
@@ -382,8 +397,6 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             data = os.read(fd, 1 << 16)
             if not data:
                 open_fds.discard(fd)
-            elif fd == chan_r:
-                on_channel(data)
             else:
                 n_out += len(data)
                 tails[fd] = (tails[fd] + data)[-4 * TAIL:]
@@ -391,7 +404,8 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             reason = "output_limit"
             break
     _kill_all(pid, iso)
-    for fd in open_fds:  # every writer is dead now: read what is left, up to EOF
+    os.set_blocking(chan_r, True)
+    for fd in [chan_r, *open_fds]:  # every writer is dead now: read what is left, up to EOF
         while data := os.read(fd, 1 << 16):
             if fd == chan_r:
                 on_channel(data)
@@ -408,7 +422,7 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
     code = exit_info.get("exit_code")
     if reason is None:
         reason = "timeout" if code == -signal.SIGXCPU else "killed"
-    if current >= 0 and current not in results:
+    if current not in results:
         results[current] = TestResult(reason, "TimeoutError" if reason == "timeout" else None, None,
                                       round(time.perf_counter() - t0, 6))
     verdict = _verdict(results, tests, done, reason)
@@ -544,7 +558,8 @@ def _raise_timeout(signum, frame):
 
 def _harness(program, tests, timeout, token) -> None:
     # Bind what the harness needs before the program runs: it may patch os, time or sys.
-    write, getpid, perf, exit_, out, err = os.write, os.getpid, time.perf_counter, os._exit, sys.stdout, sys.stderr
+    write, getpid, perf, monotonic, exit_ = os.write, os.getpid, time.perf_counter, time.monotonic, os._exit
+    out, err = sys.stdout, sys.stderr
     me = getpid()
 
     def send(*lines: str) -> None:
@@ -558,7 +573,8 @@ def _harness(program, tests, timeout, token) -> None:
     phases = [(PROGRAM, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
     ended = []  # a phase's result travels with the next phase's start: one write (one server wake-up) each
     for i, (name, source) in enumerate(phases):
-        send(*ended, f"start {i}")
+        if i:  # phase 0 starts with the fork, and the server knows when that was
+            send(*ended, f"start {i} {monotonic():.6f}")
         status, etype, trace, dt, col, incomplete = _run_phase(name, source, scope, timeout, perf)
         for f in (out, err):
             try:
@@ -574,7 +590,7 @@ def _harness(program, tests, timeout, token) -> None:
         n, t0 = len(phases), perf()
         waiting = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
         if waiting:
-            send(*ended, f"start {n}")
+            send(*ended, f"start {n} {monotonic():.6f}")
             ended = []
             for t in waiting:
                 t.join(max(0.0, t0 + timeout - perf()))
