@@ -74,7 +74,7 @@ def load(cfg: ModelConfig, seed: int = 0):
         tokenizer = embedded_tokenizer()
         model = embedded_model(cfg.size, tokenizer)
     else:
-        model, tokenizer = _load_path(Path(cfg.name_or_path))
+        model, tokenizer = _load_path(Path(cfg.name_or_path), dtype)
     model = model.to(device=device, dtype=dtype)
     if cfg.lora.enabled:
         model = add_lora(model, cfg.lora)
@@ -85,33 +85,43 @@ def load(cfg: ModelConfig, seed: int = 0):
 def resolve_device(cfg: ModelConfig) -> tuple[torch.device, torch.dtype]:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("model.device is 'cuda' but no CUDA GPU is visible; set model.device=auto or cpu")
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          cfg.device if cfg.device != "auto" else "cpu")
+    device = torch.device(cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
     if cfg.dtype == "auto":
         bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         return device, torch.bfloat16 if bf16 else torch.float32
     return device, getattr(torch, cfg.dtype)
 
 
-def _load_path(path: Path):
+def _load_path(path: Path, dtype: torch.dtype):
     if not path.exists():
         raise UserError(f"model path {str(path)!r} does not exist; set model.name_or_path to a local model "
                         f"directory (e.g. the --out of `python -m labkit pretrain`) or to 'embedded'")
     if (path / "model" / "config.json").exists() and not (path / "tokenizer_config.json").exists():
         path = path / "model"   # a labkit run directory (e.g. pretrain's --out) keeps its final model in model/
+    if (path / "adapter_config.json").exists():
+        # A LoRA adapter (e.g. an SFT checkpoint): peft loads the base model it names and the adapter, which is
+        # merged in, so every loaded model is a plain one (with lora.enabled a fresh adapter goes on top).
+        import peft
+        model = peft.AutoPeftModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
+        model = model.merge_and_unload()
+        return model, _load_tokenizer(path, model)
     try:
         hf_config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise UserError(f"{path} is not a Hugging Face model directory (no usable config.json: {e}); "
                         f"point model.name_or_path at a directory written by save_pretrained") from None
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, local_files_only=True)
     except ValueError as e:
         raise UserError(f"{path} holds a {type(hf_config).__name__}, which is not a causal language model "
                         f"({str(e).splitlines()[0]}); use a decoder-only LM (Llama, GPT-2, Qwen, ...)") from None
     except OSError as e:
         raise UserError(f"{path} has a config but no loadable weights ({e}); save the model with "
                         f"model.save_pretrained({str(path)!r})") from None
+    return model, _load_tokenizer(path, model)
+
+
+def _load_tokenizer(path: Path, model):
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, TypeError) as e:
@@ -125,7 +135,7 @@ def _load_path(path: Path):
         print(f"note: the tokenizer in {path} has no pad token; using its eos token {tokenizer.eos_token!r}")
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer
+    return tokenizer
 
 
 def add_lora(model, lora: LoraConfig):

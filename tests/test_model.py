@@ -154,3 +154,21 @@ def test_model_config_is_a_clean_nested_config():
     cfg = config.apply(ModelConfig(), {"lora.r": "4", "lora.target_modules": "c_attn,c_proj", "dtype": "bfloat16"})
     assert cfg.lora.r == 4 and cfg.lora.target_modules == ["c_attn", "c_proj"]
     assert config.from_dict(ModelConfig, config.to_dict(cfg)) == cfg
+
+
+def test_a_lora_adapter_directory_loads_merged_into_its_base(tmp_path):
+    base, tokenizer = models.load(ModelConfig(size="tiny", device="cpu"), seed=0)
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    lora_cfg = LoraConfig(enabled=True, r=2)
+    adapted, _ = models.load(ModelConfig(name_or_path=str(tmp_path / "base"), device="cpu", lora=lora_cfg))
+    _one_step(adapted, tokenizer)                    # make the adapter non-zero
+    adapted.save_pretrained(tmp_path / "adapter")    # adapter weights only, naming its base
+    tokenizer.save_pretrained(tmp_path / "adapter")
+    adapted.eval()
+    ids = tokenizer(["def f(x):\n    return x\n"], return_tensors="pt")["input_ids"]
+    expected = adapted(ids).logits
+    merged, _ = models.load(ModelConfig(name_or_path=str(tmp_path / "adapter"), device="cpu"))
+    assert isinstance(merged, transformers.LlamaForCausalLM)
+    merged.eval()
+    assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
