@@ -260,3 +260,12 @@ def test_runs_are_reproducible():
     program = "import random\nprint(random.random(), {'a', 'b', 'c'}, hash('x'))\n"
     outs = {v.stdout for v in sandbox.run_many([program] * 4, workers=2)}
     assert len(outs) == 1, outs
+
+
+def test_each_test_has_its_own_time_limit():
+    slow = sandbox.run("import time\ndef f():\n    time.sleep(0.4)\n    return 1\n", ["assert f() == 1"] * 4, timeout=T)
+    assert slow.status == "pass" and slow.duration > 1.5  # longer than any one limit, but no test over its own
+    stubborn = ("import signal\ndef f(n):\n    if n == 2:\n        signal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                "        while True:\n            pass\n    return n\n")
+    v = hostile(stubborn, ["assert f(1) == 1", "assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"])
+    assert [t.status for t in v.tests] == ["pass", "pass", "timeout", "not_run"]
