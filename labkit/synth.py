@@ -74,8 +74,9 @@ class SynthConfig:
     n_held_out_atoms: int = 4
     n_held_out_pairs: int = 20
     style: Literal["call", "inline"] = "call"
-    batch_size: int = 50           # candidates validated per sandbox program
-    timeout: float = 30.0          # seconds per sandbox program
+    batch_size: int = 16           # at most this many candidates per sandbox program (fewer when their results
+                                   # would not fit the sandbox's stdout tail)
+    timeout: float = 10.0          # wall seconds per sandbox program
 
     PRESETS: typing.ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"pool_a": 4, "pool_b": 8, "pool_c": 16, "n_in_domain": 8, "n_target": 4, "n_tests": 5,
@@ -288,7 +289,7 @@ def entry_name(chain: list[str], taken: set[str]) -> str:
 
 def test_inputs(spec: AtomicSpec, seed: int, n: int) -> list[list]:
     """n distinct argument lists from the atom's generator. Every composite starting with this atom gets the
-    same inputs, so two such composites are behavioural duplicates exactly when their outputs are equal."""
+    same inputs (its "input family"), which is what makes behavioural duplicates cheap to find."""
     rng = random.Random(f"{seed}:synth:{spec.name}")
     out, seen = [], set()
     for _ in range(20 * n):
@@ -320,12 +321,14 @@ def shorter_chains(graph: Graph, chain: list[str]) -> list[list[str]]:
 class Candidate:
     chain: list[str]
     task: Task
-    inputs: list[list]
+    families: list[str]          # atoms whose test inputs this candidate can take (its own first atom included)
     shorter: list[list[str]]
 
 
 def make_candidate(graph: Graph, chain: list[str], cfg: SynthConfig, rng: random.Random, taken: set[str]):
     first = graph.specs[chain[0]]
+    kinds = [t for _, t in first.params]
+    families = [n for n, s in graph.specs.items() if [t for _, t in s.params] == kinds]
     name = entry_name(chain, taken)
     params = ", ".join(f"{p}: {t}" for p, t in first.params)
     header = f"def {name}({params}) -> {graph.specs[chain[-1]].returns}:"
@@ -333,25 +336,33 @@ def make_candidate(graph: Graph, chain: list[str], cfg: SynthConfig, rng: random
     task = Task(id=name, split="", prompt=tasks.format_prompt(header, describe(graph, chain, rng)),
                 entry_point=name, solution=body, tests=[], atoms=list(chain), depth=len(chain),
                 context=context_for(graph, chain) if cfg.style == "call" else "")
-    return Candidate(chain, task, test_inputs(first, cfg.seed, cfg.n_tests), shorter_chains(graph, chain))
+    return Candidate(chain, task, sorted(families), shorter_chains(graph, chain))
 
 
 # --- 3. validation in the sandbox --------------------------------------------------------------------------
 
 MARK = "@@synth-results@@"
-SLOW_SECONDS = 2.0        # per candidate inside a batch program; real candidates take microseconds
+SLOW_SECONDS = 1.0        # CPU seconds per candidate inside a batch program; real candidates take microseconds
 MAX_OUTPUT_CHARS = 2000   # outputs of all tests as JSON: bigger values make poor prompts and slow tests
+DIGEST_CHARS = 8          # one behaviour digest (48 bits, base64)
 
-# Runs inside the sandbox after the atoms and the candidates' definitions. One JSON line of results at the end:
-# a program that does not reach it (killed, timed out) is split and rerun by the caller.
-HARNESS = '''
-import json, signal
+# Runs inside the sandbox after the atoms and the candidates' definitions; it prints one line of results.
+# The sandbox keeps only the last 2,000 characters of stdout, so a candidate reports a reason and, when it is
+# good, one digest per input family (its behaviour on each, for the duplicate check) -- not its outputs: the
+# caller recomputes those from the same (trusted, now vetted) code and checks them against the digest.
+# A candidate's CPU time is capped with ITIMER_VIRTUAL: the sandbox's own wall limit uses ITIMER_REAL.
+HARNESS = """
+import base64, hashlib, json, signal
 
 class _Slow(BaseException):   # BaseException: a candidate's own `except Exception` must not swallow it
     pass
 
-def _alarm(signum, frame):
+def _on_cpu_limit(signum, frame):
     raise _Slow()
+
+def _digest(value):
+    raw = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).digest()
+    return base64.urlsafe_b64encode(raw[:6]).decode()
 
 def _apply(names, args):
     value = globals()[names[0]](*args) if names else args[0]
@@ -359,54 +370,79 @@ def _apply(names, args):
         value = globals()[name](value)
     return value
 
-def _check(entry, inputs, shorter):
+def _check(entry, first, families, shorter):
+    fn, inputs = globals()[entry], INPUTS[first]
     try:
-        outs = [globals()[entry](*args) for args in inputs]
+        outs = [fn(*args) for args in inputs]
     except Exception:
-        return ["raises", None]
+        return ["raises"]
     if any(o is None for o in outs):
-        return ["returns_none", None]
+        return ["returns_none"]
     try:
         text = json.dumps(outs, allow_nan=False)   # the tests store outputs as JSON; nan != nan anyway
     except (TypeError, ValueError):
-        return ["not_json", None]
+        return ["not_json"]
     if json.loads(text) != outs:                   # e.g. tuples or int dict keys would not survive the trip
-        return ["not_json", None]
+        return ["not_json"]
     if len(text) > MAX_OUTPUT_CHARS:
-        return ["too_large", None]
+        return ["too_large"]
     if len({json.dumps(o, sort_keys=True) for o in outs}) == 1:
-        return ["constant", None]
+        return ["constant"]
     for names in shorter:
         try:
             if [_apply(names, args) for args in inputs] == outs:
-                return ["redundant", None]
+                return ["redundant"]
         except Exception:
             pass
-    return ["ok", outs]
-
-def _run(payload):
-    signal.signal(signal.SIGALRM, _alarm)
-    results = []
-    for entry, inputs, shorter in payload:
-        signal.setitimer(signal.ITIMER_REAL, SLOW_SECONDS)
+    digests = ""
+    for name in families:
         try:
-            results.append(_check(entry, inputs, shorter))
+            digests += _digest([fn(*args) for args in INPUTS[name]])
+        except Exception:
+            digests += "!" * DIGEST_CHARS          # not in the base64 alphabet: "no behaviour here"
+    return ["ok", digests]
+
+def _run(cands):
+    signal.signal(signal.SIGVTALRM, _on_cpu_limit)
+    results = []
+    for entry, first, families, shorter in cands:
+        signal.setitimer(signal.ITIMER_VIRTUAL, SLOW_SECONDS)
+        try:
+            results.append(_check(entry, first, families, shorter))
         except _Slow:
-            results.append(["slow", None])
+            results.append(["slow"])
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    print(MARK + json.dumps(results))
-'''
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+    print(MARK + json.dumps(results, separators=(",", ":")))
+"""
+SETTINGS = f"MARK = {MARK!r}\nSLOW_SECONDS = {SLOW_SECONDS}\nMAX_OUTPUT_CHARS = {MAX_OUTPUT_CHARS}\n" \
+           f"DIGEST_CHARS = {DIGEST_CHARS}\n"
 
 
-def validation_program(graph: Graph, batch: list[Candidate]) -> str:
+def validation_program(graph: Graph, batch: list[Candidate], inputs: dict[str, list]) -> str:
     atoms = sorted({n for c in batch for n in c.chain})
-    payload = [[c.task.entry_point, c.inputs, c.shorter] for c in batch]
+    families = sorted({n for c in batch for n in c.families})
+    cands = [[c.task.entry_point, c.chain[0], c.families, c.shorter] for c in batch]
     return "\n\n".join(
         [graph.specs[n].source for n in atoms]
         + [c.task.prompt + c.task.solution for c in batch]
-        + [f"MARK = {MARK!r}\nSLOW_SECONDS = {SLOW_SECONDS}\nMAX_OUTPUT_CHARS = {MAX_OUTPUT_CHARS}", HARNESS,
-           f"_run(json.loads({json.dumps(json.dumps(payload))}))\n"])
+        + [HARNESS, SETTINGS + f"INPUTS = json.loads({json.dumps(json.dumps({n: inputs[n] for n in families}))})",
+           f"_run(json.loads({json.dumps(json.dumps(cands))}))\n"])
+
+
+def pack(candidates: list[Candidate], max_size: int) -> list[list[int]]:
+    """Batches of candidate indices whose result line fits the sandbox's stdout tail (a good candidate
+    reports one digest per input family), at most max_size each."""
+    budget = sandbox.TAIL - len(MARK) - 10
+    batches, size = [[]], 0
+    for i, c in enumerate(candidates):
+        need = 20 + DIGEST_CHARS * len(c.families)
+        if batches[-1] and (size + need > budget or len(batches[-1]) == max_size):
+            batches.append([])
+            size = 0
+        batches[-1].append(i)
+        size += need
+    return batches if batches[0] else []
 
 
 def _parse(stdout: str) -> list | None:
@@ -416,23 +452,25 @@ def _parse(stdout: str) -> list | None:
     return None
 
 
-def validate(graph: Graph, candidates: list[Candidate], cfg: SynthConfig) -> list[tuple[str, list | None]]:
-    """(reason, outputs) per candidate, reason "ok" for the good ones. A batch whose program fails as a whole
-    is split in halves until the failing candidate stands alone; it is then rejected with the sandbox status."""
+def validate(graph: Graph, candidates: list[Candidate], inputs: dict[str, list], cfg: SynthConfig) -> list[list]:
+    """[reason] or ["ok", digests] per candidate. A batch whose program fails as a whole is split in halves
+    until the failing candidate stands alone; it is then rejected with the sandbox's status."""
     results: list = [None] * len(candidates)
-    pending = [list(range(i, min(i + cfg.batch_size, len(candidates))))
-               for i in range(0, len(candidates), cfg.batch_size)]
+    pending = pack(candidates, cfg.batch_size)
     while pending:
-        programs = [validation_program(graph, [candidates[i] for i in batch]) for batch in pending]
+        programs = [validation_program(graph, [candidates[i] for i in batch], inputs) for batch in pending]
         verdicts = sandbox.run_many(programs, timeout=cfg.timeout)
         retry = []
         for batch, verdict in zip(pending, verdicts):
+            if verdict.status in ("syntax_error", "runtime_error"):
+                # The harness catches every candidate's exceptions: this is a bug here, not a bad candidate.
+                raise RuntimeError(f"synth validation program failed: {verdict.error_type}\n{verdict.stderr}")
             parsed = _parse(verdict.stdout) if verdict.status == "pass" else None
             if parsed is not None and len(parsed) == len(batch):
-                for i, (reason, outs) in zip(batch, parsed):
-                    results[i] = (reason, outs)
+                for i, result in zip(batch, parsed):
+                    results[i] = result
             elif len(batch) == 1:
-                results[batch[0]] = (f"sandbox_{verdict.status}", None)
+                results[batch[0]] = [f"sandbox_{verdict.status}"]
             else:
                 retry += [batch[:len(batch) // 2], batch[len(batch) // 2:]]
         pending = retry
@@ -451,13 +489,26 @@ def normalised_source(task: Task) -> str:
 
 @dataclass
 class Pipeline:
+    """Generation state shared by all categories, so nothing accepted anywhere is accepted twice.
+
+    Behavioural duplicates: a candidate is one when it agrees with an accepted function of the same types on
+    the candidate's tests, or on that function's tests. Tests come from the first atom's input family, and
+    the sandbox reports a digest of each candidate's outputs on every family of its parameter types, so both
+    directions are set lookups: `own` holds (family, return type, digest) of each accepted function on its own
+    family, `seen` the same on every family.
+
+    Expected outputs: the sandbox vetted the candidate on exactly these inputs (it ends, fast, small output);
+    `scope` (the atoms and the harness, run in this process) recomputes them, and they must match the digest."""
     graph: Graph
     cfg: SynthConfig
     rng: random.Random
+    inputs: dict[str, list]                                    # atom -> its input family (the test inputs)
+    scope: dict
     progress: bool = True
     chains: set = dataclasses.field(default_factory=set)       # every chain drawn so far
     sources: set = dataclasses.field(default_factory=set)      # normalised sources accepted
-    behaviours: set = dataclasses.field(default_factory=set)   # (first atom, return type, outputs) accepted
+    own: set = dataclasses.field(default_factory=set)
+    seen: set = dataclasses.field(default_factory=set)
     names: set = dataclasses.field(default_factory=set)
     rejections: Counter = dataclasses.field(default_factory=Counter)
     validated: int = 0
@@ -467,7 +518,7 @@ class Pipeline:
         """n accepted functions for one category. Rounds of candidates are sized by the acceptance rate seen
         so far, so the run stays deterministic (it depends on results, never on timing)."""
         accepted: list[Task] = []
-        rate = 0.5
+        rate, tried = 0.5, 0
         bar = tqdm(total=n, desc=f"synth {label}", disable=not self.progress, leave=False)
         while len(accepted) < n:
             want = math.ceil((n - len(accepted)) / max(rate, 0.05) * 1.1) + 4
@@ -484,19 +535,20 @@ class Pipeline:
                 cand = make_candidate(self.graph, chain, self.cfg, self.rng, self.names)
                 self.names.add(cand.task.entry_point)
                 round_.append(cand)
-            if not round_:
+            tried += len(round_)
+            if not round_ or tried > 20 * n + 2000:
                 raise config.UserError(
-                    f"could make only {len(accepted)} of {n} valid, distinct {label} functions: the composition "
-                    f"graph has no new chains left under this rule; lower the sizes, raise max_depth, or hold out "
-                    f"fewer atoms/pairs")
+                    f"could make only {len(accepted)} of {n} valid, distinct {label} functions after {tried} "
+                    f"candidates: too few new chains pass validation under this rule; lower the sizes, raise "
+                    f"max_depth, or hold out fewer atoms/pairs")
             start = time.perf_counter()
-            results = validate(self.graph, round_, self.cfg)
+            results = validate(self.graph, round_, self.inputs, self.cfg)
             self.validate_seconds += time.perf_counter() - start
             self.validated += len(round_)
             ok = 0
-            for cand, (reason, outs) in zip(round_, results):
+            for cand, (reason, *digests) in zip(round_, results):
                 if reason == "ok":
-                    reason = self._accept(cand, outs, accepted, n)
+                    reason = self._accept(cand, digests[0], accepted, n)
                     ok += reason in ("ok", "surplus")
                 if reason != "ok":
                     self.rejections[reason] += 1
@@ -505,17 +557,27 @@ class Pipeline:
         bar.close()
         return accepted
 
-    def _accept(self, cand: Candidate, outs: list, accepted: list[Task], n: int) -> str:
-        task = cand.task
+    def _accept(self, cand: Candidate, digests: str, accepted: list[Task], n: int) -> str:
+        task, first, returns = cand.task, cand.chain[0], self.graph.specs[cand.chain[-1]].returns
         source = normalised_source(task)
-        behaviour = (cand.chain[0], self.graph.specs[cand.chain[-1]].returns, json.dumps(outs, sort_keys=True))
-        if source in self.sources or behaviour in self.behaviours:
-            return "duplicate"
+        if source in self.sources:
+            return "duplicate_source"
+        by_family = {f: digests[i * DIGEST_CHARS:(i + 1) * DIGEST_CHARS] for i, f in enumerate(cand.families)}
+        keys = {(f, returns, d) for f, d in by_family.items() if d != "!" * DIGEST_CHARS}
+        own = (first, returns, by_family[first])
+        if own in self.seen or keys & self.own:
+            return "duplicate_behaviour"
         if len(accepted) == n:
             return "surplus"   # valid, but the round overshot; not kept, so it does not block anything
+        exec(task.prompt + task.solution, self.scope)
+        outs = [self.scope[task.entry_point](*args) for args in self.inputs[first]]
+        if self.scope["_digest"](outs) != own[2]:
+            raise RuntimeError(f"{task.entry_point} {cand.chain}: outputs here differ from the sandbox's")
         self.sources.add(source)
-        self.behaviours.add(behaviour)
-        task.tests = [{"args": args, "expected": out} for args, out in zip(cand.inputs, outs)]
+        self.own.add(own)
+        self.seen |= keys
+        task.tests = [{"args": args, "expected": json.loads(json.dumps(out))}
+                      for args, out in zip(self.inputs[first], outs)]
         accepted.append(task)
         return "ok"
 
@@ -556,7 +618,10 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
                 f"{capacity[label]} distinct chains of depth {'/'.join(map(str, rule.depths))} there (before "
                 f"validation rejects some); lower the sizes, change max_depth/target_depth, or the held-out counts")
 
-    pipe = Pipeline(graph, cfg, rng, progress)
+    inputs = {s.name: test_inputs(s, cfg.seed, cfg.n_tests) for s in specs}
+    scope: dict = {}
+    exec("\n\n".join([s.source for s in specs] + [SETTINGS, HARNESS]), scope)
+    pipe = Pipeline(graph, cfg, rng, inputs, scope, progress)
     made = {label: pipe.generate(label, rule, n) for label, (rule, n) in rules.items()}
     in_domain = made.pop("in_domain")
     # test_in_domain first: it then stays the same when only the pool sizes change.
