@@ -295,10 +295,11 @@ def samples_table(run_dir, step: int | None = None, split: str | None = None, li
 def dashboard(run_dirs):
     """ipywidgets controls over the figures above; returns the widget (display it, or let Jupyter show it).
 
-    Each plot is a `go.FigureWidget` whose traces and layout are replaced in place on a control change; a
+    Each plot is an Output widget whose output is replaced by the redrawn figure on a control change; a
     headless run (papermill) draws the initial state once and never needs the callbacks.
     """
     import ipywidgets as W
+    import plotly.io as pio
 
     paths = [Path(r) for r in run_dirs]
     df = load(paths)
@@ -317,13 +318,13 @@ def dashboard(run_dirs):
     smooth_sel = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smoothing")
     sample_run = W.Dropdown(options=list(names.values()), description="run")
     step_sel = W.SelectionSlider(options=[0], description="step", continuous_update=False)
-    views = {k: go.FigureWidget() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
+    views = {k: W.Output() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
 
     def draw(key, fig):
-        with views[key].batch_update():
-            views[key].data = ()
-            views[key].add_traces(list(fig.data))
-            views[key].layout = fig.layout
+        # Setting the outputs trait (rather than `with out: display(fig)`) works the same with a kernel,
+        # headless and in tests; go.FigureWidget, tried first, showed empty axes in JupyterLab 4.6.
+        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+        views[key].outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
     def selected():
         return [by_name[n] for n in run_sel.value] or paths[:1]

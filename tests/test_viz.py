@@ -148,19 +148,23 @@ def test_dashboard_widgets_redraw_on_change(run_dirs):
     controls, tabs = board.children
     run_sel, (split_sel, metric_sel), (x_sel, smooth_sel) = controls.children[0], *[
         c.children for c in controls.children[1:]]
-    curves_view = tabs.children[0].children[0]
-    before = tuple(curves_view.data[0].y)
+    curves_view, samples_view = tabs.children[0].children[0], tabs.children[3].children[1]
+
+    def shown(view):
+        (output,) = view.outputs
+        return output["data"]["application/vnd.plotly.v1+json"]
+
+    before = shown(curves_view)["data"][0]["y"]
     smooth_sel.value = 0.9
-    assert tuple(curves_view.data[0].y) != before
+    assert shown(curves_view)["data"][0]["y"] != before
     metric_sel.value = "pass@5"
-    assert curves_view.layout.yaxis.title.text == "pass@5"
+    assert shown(curves_view)["layout"]["yaxis"]["title"]["text"] == "pass@5"
     run_sel.value = run_sel.options[:1]
-    assert len(curves_view.data) == 1
-    browser = tabs.children[3]
-    (sample_run, step_sel), samples_view = browser.children[0].children, browser.children[1]
-    assert list(step_sel.options) == [0, 10, 20, 30, 40] and "step 40" in samples_view.layout.title.text
+    assert len(shown(curves_view)["data"]) == 1
+    step_sel = tabs.children[3].children[0].children[1]
+    assert list(step_sel.options) == [0, 10, 20, 30, 40] and "step 40" in shown(samples_view)["layout"]["title"]["text"]
     step_sel.value = 0
-    assert "step 0" in samples_view.layout.title.text
+    assert "step 0" in shown(samples_view)["layout"]["title"]["text"]
 
 
 def test_figures_cli_writes_html_and_png(run_dirs, tmp_path):
