@@ -8,3 +8,8 @@ cd "$(dirname "$0")"
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 # The notebooks' kernel must be this venv's interpreter (papermill and JupyterLab look for "python3").
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+# Debian's chromium: kaleido draws PNG figures with it and the browser test drives it (Playwright, no download).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -q && apt-get install -y -q chromium >/dev/null
+  else sudo apt-get update -q && sudo apt-get install -y -q chromium >/dev/null; fi
+fi
