@@ -40,3 +40,65 @@ def test_clipped_surrogate_stops_the_gradient_outside_the_trust_region():
     logp1 = torch.zeros(2, requires_grad=True)
     rl.clipped_surrogate(logp1, torch.zeros(2), torch.tensor([2.0, -3.0]), 0.2).sum().backward()
     assert logp1.grad.tolist() == [-2.0, 3.0]
+
+
+# --- token-level rewards reach exactly the erroring line -------------------------------------------------------
+
+PROMPT = 'def add_one(x: int) -> int:\n    """Add one to x."""\n'
+BODY = "    y = x + 1\n    z = y * 2\n    return undefined_name + z\n"   # NameError on the body's line 3
+
+
+def _rollout(tokenizer, n: int) -> rl.Rollout:
+    """`n` copies of BODY for one task, laid out as `rl.sample` lays out sampled completions."""
+    from labkit.tasks import Task
+    task = Task(id="t", split="train_A", prompt=PROMPT, entry_point="add_one", solution="    return x + 1\n",
+                tests=[{"args": [1], "expected": 2}, {"args": [5], "expected": 6}], atoms=[], depth=1)
+    ids = tokenizer(BODY, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    text, spans = rl._spans(tokenizer, rl.token_pieces(tokenizer), ids)
+    assert text == BODY
+    prompt_ids, prompt_mask = rl.encode_prompts(tokenizer, [PROMPT] * n, "cpu")
+    batch = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=torch.tensor([ids] * n),
+                 completion_mask=torch.ones(n, len(ids), dtype=torch.long))
+    return rl.Rollout([task] * n, batch, [text] * n, [BODY] * n, [spans] * n, [False] * n)
+
+
+def _one_update(model, rollout, mode):
+    from accelerate import Accelerator
+    cfg = rl.RLConfig(reward=mode, group_size=len(rollout), kl_coef=0.0, temperature=1.0)
+    scored = rl.score(rollout, mode, timeout=5.0)
+    mask = rollout.batch["completion_mask"]
+    adv = rl.token_advantages(rl.group_advantages(scored.rewards, cfg.group_size), scored, mask)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    before = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
+    rl.policy_update(model, model, None, optimizer, Accelerator(cpu=True), rollout.batch, adv, cfg)
+    after = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
+    return scored, (after - before)[0]
+
+
+def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line():
+    from labkit import model as models
+    model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
+    rollout = _rollout(tokenizer, n=4)
+    scored, delta = _one_update(model, rollout, "fine")
+    verdict = scored.verdicts[0]
+    assert (verdict.status, verdict.error_type) == ("runtime_error", "NameError")
+    starts = [s for s, _ in rollout.offsets[0]]
+    third = BODY.index("    return")
+    on_line = torch.tensor([third <= s < len(BODY) for s in starts])
+    assert scored.line_penalties[0].tolist() == pytest.approx([-0.3 if x else 0.0 for x in on_line.tolist()])
+    # Every sample of the group got the same (coarse) reward: only the line penalty is left to learn from.
+    assert scored.rewards.tolist() == pytest.approx([-0.6] * 4)
+    assert (delta[on_line] < 0).all(), delta
+    # Elsewhere the same token ids (e.g. the indentation) fall too, through the shared weights; every other
+    # token barely moves.
+    ids = rollout.batch["completion_ids"][0]
+    elsewhere = ~on_line & ~torch.isin(ids, ids[on_line])
+    assert elsewhere.sum() >= 5
+    assert delta[on_line].mean() < -5 * delta[elsewhere].abs().mean(), delta
+
+
+def test_a_per_completion_reward_gives_that_group_nothing_to_learn():
+    from labkit import model as models
+    model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
+    _, delta = _one_update(model, _rollout(tokenizer, n=4), "coarse")
+    assert delta.abs().max() == 0
