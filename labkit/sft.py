@@ -44,6 +44,7 @@ class SFTConfig:
     # 1 takes it once, 2 twice, 0.5 a fresh random half every epoch.
     mixture: dict[str, float] = field(default_factory=lambda: {"atom_base": 1.0, "train_A": 1.0})
     epochs: int = 3
+    max_steps: int = 0                     # stop after this many optimizer steps; 0: after `epochs` epochs
     batch_size: int = 16                   # global batch (split across processes under accelerate)
     lr: float = 1e-3
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
@@ -59,7 +60,7 @@ class SFTConfig:
 
     PRESETS: ClassVar[dict] = {
         # Tests and notebook smoke runs: a handful of steps, tiny evaluations (< 60 s with a tiny model).
-        "smoke": {"epochs": 1, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
+        "smoke": {"epochs": 1, "max_steps": 12, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
                   "eval.every": 4, "eval.sizes": {training.TRAIN: 8, "atom_base": 8, "test_in_domain": 8,
                                                   "test_target": 8},
                   "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 48},
@@ -170,7 +171,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
     if per_epoch == 0:
         raise UserError(f"the mixture {cfg.mixture} gives {len(examples)} usable examples ({dropped} dropped as "
                         f"longer than max_seq_len={cfg.max_seq_len}), fewer than one batch of {cfg.batch_size}")
-    total_steps = per_epoch * cfg.epochs
+    total_steps = min(per_epoch * cfg.epochs, cfg.max_steps or per_epoch * cfg.epochs)
     train_tasks = [t for task_list in mixture.values() for t in task_list]
     sets = training.eval_sets(cfg.eval, cfg.data_dir, train_tasks, cfg.seed) if main else {}
 
@@ -204,7 +205,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
 
     if main:
         print(f"sft: {len(examples)} examples ({dropped} too long) from {', '.join(mixture)}; "
-              f"{per_epoch} steps/epoch x {cfg.epochs} epochs = {total_steps} steps"
+              f"{per_epoch} steps/epoch, {total_steps} steps"
               + (f"; resuming at step {step}" if step else ""))
     if step >= total_steps:
         if main:

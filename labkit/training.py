@@ -131,12 +131,12 @@ def evaluate(model, tokenizer, sets: dict[str, list], cfg: EvalConfig, seed: int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1_000_003 + step)
         for split, task_list in sets.items():
-            result = ev.evaluate_tasks(model, tokenizer, task_list, n=cfg.n_samples, k=cfg.k,
+            result = ev.evaluate_tasks(model, tokenizer, task_list, n=cfg.n_samples, k=cfg.k, greedy=True,
                                        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
-            metrics = dict(result.metrics)
+            metrics = {m: v for m, v in result.metrics.items() if m not in ("n_tasks", "n_completions")}
             metrics["loss"] = mean_loss(model, tokenizer, task_list)
             records += [{"split": split, "metric": m, "value": float(v)} for m, v in sorted(metrics.items())]
-            samples += [{"split": split, **s} for s in result.samples]
+            samples += [{**s, "split": split} for s in result.samples]
     model.train(was_training)
     return records, samples
 
@@ -151,6 +151,8 @@ def score(records: list[dict], cfg: EvalConfig) -> float | None:
 
 def log(run, callbacks, records: list[dict], **common) -> None:
     """Write records (with the step fields in `common`) to the run's metrics.jsonl, then show them live."""
+    if run is not None:
+        common = {"wall_time": round(run.wall_time, 3), **common}
     records = [{**common, **r} for r in records]
     if run is not None:
         run.log(records)

@@ -1,0 +1,64 @@
+"""Live training curves: a trainer callback that redraws a plotly figure in place in a notebook.
+
+    live = LiveCurves("atomic + A")
+    sft.train(cfg, callbacks=[live])          # the figure below the cell grows at every logged batch
+
+A callback receives each batch of metric records as the trainer logs them (the same dicts that go to
+metrics.jsonl). The figure is re-displayed through an IPython display handle rather than a FigureWidget, so it
+needs no widget front end and works the same in JupyterLab and in a headless papermill run. Figures of
+finished runs are drawn from their run directories by `labkit.viz`.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from labkit.viz import DASHES, PALETTE
+
+
+class LiveCurves:
+    """Left: `metric` per evaluated split; right: the training loss. x is the optimizer step."""
+
+    def __init__(self, title: str = "", metric: str = "pass@1", loss: str = "train_loss"):
+        self.title, self.metric, self.loss = title, metric, loss
+        self.points: dict[str, list[tuple[int, float]]] = defaultdict(list)   # series name -> (step, value)
+        self.handle = None
+
+    def __call__(self, records: list[dict]) -> None:
+        new = False
+        for r in records:
+            if r["metric"] == self.metric:
+                self.points[r["split"]].append((r["step"], r["value"]))
+                new = True
+            elif r["metric"] == self.loss:
+                self.points[self.loss].append((r["step"], r["value"]))
+                new = True
+        if new:
+            self.show()
+
+    def figure(self) -> go.Figure:
+        fig = make_subplots(rows=1, cols=2, subplot_titles=(self.metric, self.loss))
+        splits = [s for s in self.points if s != self.loss]
+        for i, split in enumerate(splits):
+            steps, values = zip(*self.points[split])
+            fig.add_scatter(x=steps, y=values, name=split, mode="lines+markers", row=1, col=1,
+                            line=dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[i % len(DASHES)]))
+        if self.points[self.loss]:
+            steps, values = zip(*self.points[self.loss])
+            fig.add_scatter(x=steps, y=values, name=self.loss, mode="lines", row=1, col=2,
+                            line=dict(color="gray"))
+        fig.update_yaxes(range=[-0.02, 1.02], row=1, col=1)
+        fig.update_xaxes(title_text="step")
+        fig.update_layout(title=self.title, template="plotly_white", height=340,
+                          margin=dict(l=50, r=20, t=60, b=40))
+        return fig
+
+    def show(self) -> None:
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display(self.figure(), display_id=True)
+        else:
+            self.handle.update(self.figure())
