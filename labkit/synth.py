@@ -364,6 +364,13 @@ def _digest(value):
     raw = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).digest()
     return base64.urlsafe_b64encode(raw[:6]).decode()
 
+def _int64(v):   # JSON readers (pandas, pyarrow) hold integers as int64
+    if isinstance(v, list):
+        return all(_int64(x) for x in v)
+    if isinstance(v, dict):
+        return all(_int64(x) for x in v.values())
+    return not isinstance(v, int) or -2**63 <= v < 2**63
+
 def _apply(names, args):
     value = globals()[names[0]](*args) if names else args[0]
     for name in names[1:]:
@@ -386,6 +393,8 @@ def _check(entry, first, families, shorter):
         return ["not_json"]
     if len(text) > MAX_OUTPUT_CHARS:
         return ["too_large"]
+    if not _int64(outs):
+        return ["big_int"]
     if len({json.dumps(o, sort_keys=True) for o in outs}) == 1:
         return ["constant"]
     for names in shorter:
