@@ -79,12 +79,24 @@ def load(run_dirs) -> pd.DataFrame:
     return df
 
 
+def _atoms_by_task(run_dir) -> dict[str, list]:
+    """task id -> atomic functions, from the data directory the run's config names (for samples without atoms)."""
+    cfg_path = Path(run_dir) / "config.json"
+    data_dir = json.loads(cfg_path.read_text()).get("data_dir") if cfg_path.exists() else None
+    if not data_dir or not Path(data_dir).is_dir():
+        return {}
+    return {r["id"]: r.get("atoms", []) for f in Path(data_dir).glob("*.jsonl") for r in runstore.read_jsonl(f)}
+
+
 def load_samples(run_dir) -> pd.DataFrame:
     """Every sampled program of a run, one row each, with `step` (from the file name) and a flat `outcome`."""
     rows = []
     for path in sorted((Path(run_dir) / "samples").glob("step-*.jsonl")):
         step = int(path.stem.split("-")[1])
         rows += [{**r, "step": step} for r in runstore.read_jsonl(path)]
+    if rows and "atoms" not in rows[0]:
+        atoms = _atoms_by_task(run_dir)
+        rows = [{**r, "atoms": atoms.get(r.get("task_id"), [])} for r in rows]
     df = pd.DataFrame(rows)
     if len(df):
         df["outcome"] = [outcome(r) for r in rows]

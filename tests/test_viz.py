@@ -185,3 +185,13 @@ def test_find_runs_by_path_and_glob(run_dirs, tmp_path):
     assert viz.find_runs([tmp_path / "a"]) == sorted(run_dirs[:3])
     assert viz.find_runs(str(tmp_path / "*" / "sft-s0")) == sorted([run_dirs[0], run_dirs[3]])
     assert viz.find_runs([tmp_path / "nothing-here"]) == []
+
+
+def test_samples_without_atoms_take_them_from_the_runs_data_dir(run_dirs, tmp_path):
+    data = tmp_path / "data"
+    runs.write_jsonl(data / "train_A.jsonl", [{"id": f"t{t}", "atoms": ["from_data"]} for t in range(6)])
+    run = run_dirs[0]
+    (run / "config.json").write_text(json.dumps({"seed": 0, "data_dir": str(data)}))
+    for path in (run / "samples").glob("*.jsonl"):
+        runs.write_jsonl(path, [{k: v for k, v in r.items() if k != "atoms"} for r in runs.read_jsonl(path)])
+    assert list(viz.atom_heatmap(run).data[0].y) == ["from_data"]
