@@ -13,9 +13,10 @@ The pipeline, top to bottom in this file:
 4. Validate in the sandbox, many candidates per program (one interpreter per candidate would cost more than
    the work): each candidate runs on >= 5 inputs from its first atom's generator; it is rejected when it
    raises, returns None, gives one output for every input, or behaves exactly like the chain with one or more
-   consecutive steps removed (e.g. sort then sort, reverse then reverse). The outputs it prints become the
-   tests' expected values. A program that dies (timeout, memory) is split in halves and rerun, so one bad
-   candidate cannot sink its batch.
+   consecutive steps removed (e.g. sort then sort, reverse then reverse). A program that dies (timeout,
+   memory) is split in halves and rerun, so one bad candidate cannot sink its batch. The expected outputs of
+   the tests are then computed here from the same (our own, now vetted) code and checked against the digest
+   the sandbox reported.
 5. Deduplicate against everything accepted so far (normalised source, and identical outputs on the same test
    inputs), split, and write one JSONL per split plus manifest.json, each file through a temp name + rename.
 
