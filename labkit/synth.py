@@ -613,6 +613,10 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
     graph = Graph.build(specs)
     rng = random.Random(cfg.seed)
     held_atoms, held_pairs = hold_out(graph, cfg.n_held_out_atoms, cfg.n_held_out_pairs, rng)
+    for kind, held in (("atom", held_atoms), ("pair", held_pairs)):
+        if cfg.n_target and not held:
+            raise config.UserError(f"n_held_out_{kind}s=0 leaves nothing for the held_out_{kind} kind of test_target; "
+                                   f"hold out at least one {kind} or set n_target=0")
     train_depths = tuple(range(2, cfg.max_depth + 1))
     rules = {
         "in_domain": (Rule(train_depths, held_atoms, held_pairs), cfg.n_in_domain + cfg.pool_c),

@@ -139,6 +139,7 @@ def test_validation_rejects_what_it_should(smoke):
     ({"pool_a": 50, "pool_b": 10}, "nested"),
     ({"target_depth": 3}, "target_depth must exceed"),
     ({"n_held_out_atoms": 1000}, "at most"),
+    ({"n_held_out_pairs": 0}, "leaves nothing for the held_out_pair kind"),
     ({"pool_c": 10**7}, "allows at most"),
 ])
 def test_bad_input_exits_2_with_what_is_possible(tmp_path, overrides, words):
