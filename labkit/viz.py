@@ -258,10 +258,11 @@ def error_shares(run_dir, split: str | None = None) -> go.Figure:
         df = df[df.split == split]
     shares = pd.crosstab(df.step, df.outcome, normalize="index")
     order = sorted(shares.columns, key=lambda c: (c != "pass", c != "fail", c))
+    others = iter(c for c in PALETTE * 3 if c not in OUTCOME_COLORS.values())  # error types: distinct colours
     fig = go.Figure()
-    for i, name in enumerate(order):
+    for name in order:
         fig.add_scatter(x=shares.index, y=shares[name], name=name, stackgroup="one", mode="lines",
-                        line=dict(color=OUTCOME_COLORS.get(name, PALETTE[(i + 3) % len(PALETTE)])))
+                        line=dict(color=OUTCOME_COLORS.get(name) or next(others)))
     fig = _layout(fig, f"outcomes of sampled programs{f' ({split})' if split else ''}", "step", "share")
     fig.update_yaxes(range=[0, 1])
     return fig
