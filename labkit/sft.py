@@ -59,20 +59,18 @@ class SFTConfig:
     seed: int = 0
 
     PRESETS: ClassVar[dict] = {
-        # Tests and notebook smoke runs: a handful of steps, tiny evaluations (< 60 s with a tiny model).
+        # Tests and notebook smoke runs: a dozen steps, tiny evaluations (seconds with a tiny model).
         "smoke": {"epochs": 1, "max_steps": 12, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
-                  "eval.every": 4, "eval.sizes": {training.TRAIN: 8, "atom_base": 8, "test_in_domain": 8,
-                                                  "test_target": 8},
-                  "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 48},
-        # The CPU lab: a ~1 M model, minutes per run.
-        "quick": {"epochs": 8, "batch_size": 16, "lr": 2e-3, "eval.every": 50,
-                  "eval.sizes": {training.TRAIN: 48, "atom_base": 48, "test_in_domain": 48, "test_target": 48},
-                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 96},
-        # A GPU: larger samples, more epochs.
-        "full": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200,
-                 "eval.sizes": {training.TRAIN: 200, "atom_base": 200, "test_in_domain": 200,
-                                "test_target": 400},
-                 "eval.n_samples": 10, "eval.k": 5, "eval.max_new_tokens": 160},
+                  "eval.every": 6, "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 48,
+                  "eval.sizes": {training.TRAIN: 6, "atom_base": 6, "test_in_domain": 6, "test_target": 6}},
+        # The CPU lab (~1 M model): the same step budget for every mixture, a few minutes per run.
+        "quick": {"epochs": 20, "max_steps": 400, "batch_size": 16, "lr": 2e-3, "eval.every": 100,
+                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 128,
+                  "eval.sizes": {training.TRAIN: 40, "atom_base": 40, "test_in_domain": 40, "test_target": 40}},
+        # A GPU: larger samples, more steps.
+        "full": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200, "eval.n_samples": 10, "eval.k": 5,
+                 "eval.max_new_tokens": 160,
+                 "eval.sizes": {training.TRAIN: 200, "atom_base": 200, "test_in_domain": 200, "test_target": 400}},
     }
 
 
@@ -193,11 +191,8 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
     def evaluate_and_save(do_eval: bool) -> None:
         score = None
         if main and do_eval and sets:
-            records, samples = training.evaluate(accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
-                                                 cfg.seed, step)
-            run.write_samples(step, samples)
-            training.log(run, callbacks, records, **fields())
-            score = training.score(records, cfg.eval)
+            score = training.evaluate_and_log(run, callbacks, accelerator.unwrap_model(model), tokenizer, sets,
+                                              cfg.eval, cfg.seed, **fields())
         if main:
             training.save(run, step, accelerator.unwrap_model(model), tokenizer, optimizer, scheduler,
                           {k: v for k, v in state.items() if k != "step"}, score)
@@ -212,10 +207,8 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
             print(f"sft: {cfg.out_dir} is already complete ({total_steps} steps)")
         return run
     if step == 0 and main and sets:
-        records, samples = training.evaluate(accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
-                                             cfg.seed, 0)
-        run.write_samples(0, samples)
-        training.log(run, callbacks, records, **fields())
+        training.evaluate_and_log(run, callbacks, accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
+                                  cfg.seed, **fields())
 
     model.train()
     bar = tqdm(total=total_steps, initial=step, desc="sft", disable=not main, dynamic_ncols=True)

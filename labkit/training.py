@@ -3,8 +3,9 @@
 A trainer holds an `EvalConfig` as its nested `eval` field and, around its own update loop, calls:
 
     sets = eval_sets(cfg.eval, data_dir, train_tasks, seed)        # fixed task samples per split, chosen once
-    records, samples = evaluate(model, tok, sets, cfg.eval, seed, step)   # pass@1 / pass@k / errors / loss
-    log(run, callbacks, records, step=..., epoch=..., tokens=...)  # metrics.jsonl + live figures
+    score = evaluate_and_log(run, callbacks, model, tok, sets, cfg.eval, seed, step=..., epoch=..., tokens=...)
+                 # pass@1, pass@k, error shares, reference loss per split -> metrics.jsonl, samples/, callbacks
+    log(run, callbacks, records, step=..., epoch=..., tokens=...)  # other metric lines (training loss, ...)
     save(run, step, model, tok, optimizer, scheduler, state, score)  # last + best, with RNG states
     state = resume(run, model, optimizer, scheduler)                # None for a fresh run
 
@@ -139,6 +140,16 @@ def evaluate(model, tokenizer, sets: dict[str, list], cfg: EvalConfig, seed: int
             samples += [{**s, "split": split} for s in result.samples]
     model.train(was_training)
     return records, samples
+
+
+def evaluate_and_log(run, callbacks, model, tokenizer, sets: dict[str, list], cfg: EvalConfig, seed: int,
+                     **fields) -> float | None:
+    """One scheduled evaluation: metrics to metrics.jsonl and the callbacks, programs to samples/step-N.jsonl.
+    `fields` are the step fields (step, epoch, tokens). Returns the best-checkpoint score."""
+    records, samples = evaluate(model, tokenizer, sets, cfg, seed, fields["step"])
+    run.write_samples(fields["step"], samples)
+    log(run, callbacks, records, **fields)
+    return score(records, cfg)
 
 
 def score(records: list[dict], cfg: EvalConfig) -> float | None:
