@@ -125,6 +125,7 @@ def run_many(programs: list[str], tests: list[list[str] | None] | None = None, *
 def shutdown() -> None:
     """Stop the warm servers (they also stop by themselves when this process exits)."""
     with _POOL_LOCK:
+        _forget_inherited_pool()
         while _POOL:
             _POOL.pop().close()
 
@@ -183,11 +184,22 @@ class _Server:
 
 _POOL: list[_Server] = []
 _POOL_LOCK = threading.Lock()
+_POOL_PID = os.getpid()  # the process whose servers these are
+
+
+def _forget_inherited_pool() -> None:
+    """In a fork of the caller (a DataLoader worker, multiprocessing) the pool belongs to the parent: sharing
+    its pipes would mix two conversations. Start afresh, leaving the parent's servers alone."""
+    global _POOL_PID
+    if _POOL_PID != os.getpid():
+        _POOL.clear()
+        _POOL_PID = os.getpid()
 atexit.register(shutdown)
 DEPTH = 2  # jobs queued per server, so that the next one is already there when a program ends
 
 
 def _dispatch(jobs: list[dict], workers: int) -> list[Verdict]:
+    _forget_inherited_pool()
     while len(_POOL) < workers:
         _POOL.append(_Server())
     servers = _POOL[:workers]

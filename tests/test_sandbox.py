@@ -269,3 +269,16 @@ def test_each_test_has_its_own_time_limit():
                 "        while True:\n            pass\n    return n\n")
     v = hostile(stubborn, ["assert f(1) == 1", "assert f(1) == 1", "assert f(2) == 2", "assert f(3) == 3"])
     assert [t.status for t in v.tests] == ["pass", "pass", "timeout", "not_run"]
+
+
+def test_a_forked_caller_gets_its_own_servers():
+    sandbox.run("pass")
+    parent_servers = [s.proc.pid for s in sandbox._POOL]
+    pid = os.fork()
+    if pid == 0:  # the child's verdict travels back as its exit code
+        ok = sandbox.run("assert 2 + 2 == 4").status == "pass" and \
+            not {s.proc.pid for s in sandbox._POOL} & set(parent_servers)
+        sandbox.shutdown()
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert [s.proc.pid for s in sandbox._POOL] == parent_servers and sandbox.run("pass").status == "pass"
