@@ -3,30 +3,36 @@
     v = sandbox.run("def f(x):\\n    return x + 1\\n", ["assert f(1) == 2", "assert f(2) == 4"])
     v.status, v.tests_passed, v.tests_total, v.pass_ratio      # 'fail', 1, 2, 0.5
     verdicts = sandbox.run_many(programs, tests, timeout=2.0)  # parallel, order kept
+    python -m labkit.sandbox FILE [--timeout S] [--memory-mb N]  # inline asserts; prints the verdict as JSON
 
 A program runs in phases: its own text first (definitions, or inline asserts when `tests` is None), then each
 test snippet with its own time limit, then a wait for its non-daemon threads (as the interpreter would). It
 passes only if every phase passed AND the harness sent its completion token over a private pipe: an exit
-code, `sys.exit(0)`, `os._exit(0)`, an atexit hook or printed "success" text never read as a pass.
+code, `sys.exit(0)`, `os._exit(0)`, an atexit hook or printed "success" text never read as a pass. The
+verdict's status is the first error's (errors outrank assertion failures); `error_line` is the innermost
+traceback frame inside the program text, `error_trace` all of them (rewards.py pins errors with these).
 
 How it is fast: each worker is a warm *fork server* (`python -m labkit.sandbox --serve`) that imported the
-modules programs use, then forks one child per program (~1 ms of CPU in all) instead of starting an
-interpreter (~20 ms).
+modules programs use, then forks one child per program (1-2 ms of CPU in all, the server's and the child's)
+instead of starting an interpreter (~20 ms); the caller keeps two jobs queued per server.
 How it holds (DESIGN §6), layer by layer, each used where the OS allows and reported in `Verdict.metadata`:
 - own PID namespace: the server is its pid 1, so a program cannot see or signal anything outside (the caller,
   the server: init ignores SIGKILL from inside) and `kill(-1)` from the server ends every leftover process;
 - own network namespace: only a loopback that is down, so no connection to anything;
-- per program: a new session, a chroot into an empty private temp dir, then a drop to an unprivileged uid
-  (no way back out of the chroot, no writes elsewhere, no signals to root's processes, rlimits stay put);
-- limits: address space = the child's current size + `memory_mb` (a big parent doesn't eat the budget),
-  CPU seconds, file size, process count (cgroup v1 pids controller where present, RLIMIT_NPROC under the
-  dropped uid), an output cap (the server reads stdout/stderr itself and kills at `max_output` bytes), a wall
-  limit per phase (SIGALRM inside, and the server kills the whole namespace/session when that fails);
+- per program: a new session, a chroot into an empty private temp dir (on a capped private tmpfs), then a
+  drop to an unused uid (no way back out of the chroot, no writes elsewhere, no signals to root's processes,
+  no raising of the limits);
+- limits: address space = the server's size + `memory_mb` (the caller's size plays no part), CPU seconds,
+  file size, process count (cgroup v1 pids controller where present, and RLIMIT_NPROC under the dropped
+  uid), an output cap (the server reads stdout/stderr itself and kills at `max_output` bytes), a wall limit
+  per phase (SIGALRM inside; the server kills everything when that fails);
 - after every program: kill everything the program started, reap it, remove its temp dir.
-Without root (e.g. a laptop) the namespaces, chroot and uid drop are skipped and a process group, the
-subreaper and rlimits remain: weaker, and the verdict metadata says so. Linux only.
+Without root (e.g. a laptop) the namespaces, chroot and uid drop are skipped; a session, a subreaper and
+rlimits remain: weaker, and the verdict metadata says so. Linux only. Inside the chroot a program can import
+only what the server preloaded (PRELOAD: the standard library modules generated code uses).
 A program that deliberately reads the harness's memory could find the token; the layers above still bound
-what it can do, but such a program must not be trusted with a pass.
+what it can do. Tests compare with `==`, so an object whose `__eq__` always says True passes them: that is
+the tests' business (compare types too), not the sandbox's.
 """
 from __future__ import annotations
 
