@@ -23,8 +23,9 @@ def tok():
     return PreTrainedTokenizerFast(tokenizer_object=t)
 
 
-def score(tok, completions, mode, context=""):
-    verdicts = sandbox.run_many([context + PROMPT + c for c in completions], [TESTS] * len(completions), timeout=1)
+def score(tok, completions, mode, context="", timeout=1.0):
+    programs = [context + PROMPT + c for c in completions]
+    verdicts = sandbox.run_many(programs, [TESTS] * len(completions), timeout=timeout)
     offsets = [tok(c, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"] for c in completions]
     first = (context + PROMPT).count("\n") + 1
     return verdicts, offsets, rewards.token_rewards(completions, verdicts, offsets, [first] * len(completions), mode)
@@ -58,7 +59,7 @@ def test_error_raised_in_context_is_pinned_to_the_calling_completion_line(tok):
 
 def test_timeout_and_failures_penalise_every_token(tok):
     loop, wrong = "    while True:\n        pass\n", "    return 0\n"
-    verdicts, offsets, r = score(tok, [loop, wrong], "fine")
+    verdicts, offsets, r = score(tok, [loop, wrong], "fine", timeout=0.2)  # each of 5 tests times out
     assert [v.status for v in verdicts] == ["timeout", "fail"]
     assert r == [[-0.3] * len(offsets[0]), [-0.3] * len(offsets[1])]
 
