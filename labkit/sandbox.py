@@ -439,13 +439,16 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
             reason = "output_limit"
             break
     _kill_all(pid, iso)
-    os.set_blocking(chan_r, True)
-    for fd in [chan_r, *open_fds]:  # every writer is dead now: read what is left, up to EOF
-        while data := os.read(fd, 1 << 16):
-            if fd == chan_r:
-                on_channel(data)
-            else:
-                tails[fd] = (tails[fd] + data)[-4 * TAIL:]
+    for fd in [chan_r, *open_fds]:  # every writer is dead now: read what is left in the pipes
+        os.set_blocking(fd, False)  # (and never wait on a writer that somehow survived)
+        try:
+            while data := os.read(fd, 1 << 16):
+                if fd == chan_r:
+                    on_channel(data)
+                else:
+                    tails[fd] = (tails[fd] + data)[-4 * TAIL:]
+        except BlockingIOError:
+            pass
     for fd in (chan_r, out_r, err_r, pidfd):
         os.close(fd)
     try:
