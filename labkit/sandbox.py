@@ -446,6 +446,7 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
                 if fd == chan_r:
                     on_channel(data)
                 else:
+                    n_out += len(data)
                     tails[fd] = (tails[fd] + data)[-4 * TAIL:]
         except BlockingIOError:
             pass
