@@ -63,8 +63,16 @@ def completion_first_line(task: Task) -> int:
 
 
 def test_snippets(task: Task) -> list[str]:
-    """One `assert` statement per test. Values go through JSON, so `repr` gives a valid Python literal."""
-    return [f"assert {task.entry_point}(*{t['args']!r}) == {t['expected']!r}" for t in task.tests]
+    """One `assert` per test, comparing canonical JSON rather than with `==`.
+
+    A model-written function could return an object whose `__eq__` always says True; JSON of the result (keys
+    sorted, so dict order doesn't matter) must equal the expected JSON text exactly, which also tells
+    True from 1 and 2 from 2.0. A value JSON cannot encode (a set, a custom object) becomes null: a wrong answer
+    (status fail), not an error in the test harness.
+    """
+    return [f"import json as _json; assert _json.dumps({task.entry_point}(*{t['args']!r}), sort_keys=True, "
+            f"default=lambda o: None) == "
+            f"{json.dumps(t['expected'], sort_keys=True)!r}" for t in task.tests]
 
 
 def cut_completion(text: str) -> str:
