@@ -32,7 +32,6 @@ from typing import Callable, ClassVar, Literal
 
 import torch
 from tqdm.auto import tqdm
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from labkit import config, rewards, runs, sandbox, training
 from labkit import tasks as tasks_mod
@@ -78,16 +77,17 @@ class RLConfig:
     seed: int = 0
     out_dir: str = "runs/rl"
 
+    # Evaluation settings equal SFT's presets, so RL curves continue the SFT run's curves on the same tasks.
     PRESETS: ClassVar[dict] = {
-        # Tests and notebook smoke runs: a few steps, tiny evaluations (< 60 s with a tiny model).
+        # Tests and notebook smoke runs: a few steps, tiny evaluations (seconds with a tiny model).
         "smoke": {"steps": 4, "prompts_per_step": 4, "group_size": 4, "max_new_tokens": 40, "lr": 1e-3,
-                  "rltf_batch": 16, "refresh_every": 2, "eval.every": 4,
-                  "eval.sizes": {training.TRAIN: 8, "atom_base": 0, "test_in_domain": 8, "test_target": 0},
-                  "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 40},
+                  "rltf_batch": 16, "refresh_every": 2, "eval.every": 4, "eval.n_samples": 2, "eval.k": 2,
+                  "eval.max_new_tokens": 48,
+                  "eval.sizes": {training.TRAIN: 6, "atom_base": 6, "test_in_domain": 6, "test_target": 6}},
         # The CPU lab: a ~1 M model, a few minutes per run.
         "quick": {"steps": 120, "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 64, "eval.every": 30,
-                  "eval.sizes": {training.TRAIN: 48, "atom_base": 48, "test_in_domain": 48, "test_target": 48},
-                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 96},
+                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 128,
+                  "eval.sizes": {training.TRAIN: 40, "atom_base": 40, "test_in_domain": 40, "test_target": 40}},
         # A GPU.
         "full": {"steps": 1000, "prompts_per_step": 32, "group_size": 16, "max_new_tokens": 160,
                  "inner_updates": 2, "micro_batch": 128, "eval.every": 100,
@@ -123,31 +123,71 @@ def _scan(piece: str, at_line_start: bool) -> tuple[bool, bool]:
     return False, at_line_start
 
 
-class FunctionEnd(StoppingCriteria):
-    """Stops each sequence once it starts a non-indented line (the stop rule of `tasks.cut_completion`) or emits
-    a special token such as eos. Tracked per token with two lookup tables indexed by (at line start, token id),
-    so a check costs no decoding. Prompts end with a newline, so every sequence starts at a line start."""
+class FunctionEnd:
+    """The stop rule of `tasks.cut_completion` per token: a sample ends once it starts a non-indented line or
+    emits a special token (eos). Two lookup tables indexed by (at a line start?, token id) make the check a
+    gather instead of a decode. Prompts end with a newline, so every sample starts at a line start."""
 
-    def __init__(self, pieces: list[str], special_ids: list[int], prompt_len: int, device):
+    def __init__(self, pieces: list[str], special_ids: list[int], device):
         scans = [[_scan(p, s) for p in pieces] for s in (False, True)]
         self.done = torch.tensor([[d for d, _ in row] for row in scans], device=device)
         self.nxt = torch.tensor([[int(a) for _, a in row] for row in scans], device=device)
         self.done[:, special_ids] = True
-        self.prompt_len = prompt_len
-        self.at_start = None
-        self.lengths = None   # per sequence: generated tokens up to and including the one that stopped it
 
-    def __call__(self, input_ids, scores, **kwargs):
-        last = input_ids[:, -1]
-        n = input_ids.shape[1] - self.prompt_len
-        if self.at_start is None:
-            self.at_start = torch.ones(len(last), dtype=torch.long, device=last.device)
-            self.lengths = torch.full((len(last),), -1, dtype=torch.long, device=last.device)
-        done = self.done[self.at_start, last] | (self.lengths >= 0)
-        self.lengths = torch.where((self.lengths < 0) & done, n, self.lengths)
-        self.at_start = self.nxt[self.at_start, last]
-        return done
 
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool) -> torch.Tensor:
+    if greedy:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, -1)
+    if top_p < 1.0:   # nucleus: keep the smallest set of tokens whose probability reaches top_p
+        sorted_p, order = probs.sort(-1, descending=True)
+        sorted_p[(sorted_p.cumsum(-1) - sorted_p) >= top_p] = 0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1).squeeze(1)
+
+
+@torch.no_grad()
+def generate(model, prompt_ids, prompt_mask, stop: FunctionEnd, *, max_new_tokens: int, temperature: float = 1.0,
+             top_p: float = 1.0, greedy: bool = False, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample with the KV cache; a finished sample leaves the batch (its rows of the cache are dropped), so the
+    cost follows the tokens actually generated, not batch size x the longest sample.
+
+    Returns (tokens [N, max_new_tokens] padded with pad_id, lengths [N]: tokens up to and including the one
+    that ended the function, or -1 when max_new_tokens came first). Measured against `model.generate` with a
+    stopping criterion in bench/rl_step.py's notes: the per-step overhead of `generate` and the finished rows it
+    keeps computing were most of a step's generation time for the lab's small models.
+    """
+    from transformers import DynamicCache
+
+    n = len(prompt_ids)
+    device = prompt_ids.device
+    out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    lengths = torch.full((n,), -1, dtype=torch.long, device=device)
+    rows = torch.arange(n, device=device)
+    mask = prompt_mask
+    positions = (mask.cumsum(1) - 1).clamp(min=0)   # left padding: each prompt's positions start at 0
+    cache = DynamicCache()
+    logits = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    position = positions[:, -1] + 1
+    at_start = torch.ones(n, dtype=torch.long, device=device)
+    for t in range(max_new_tokens):
+        token = _pick(logits, temperature, top_p, greedy)
+        out[rows, t] = token
+        done = stop.done[at_start, token]
+        at_start = stop.nxt[at_start, token]
+        lengths[rows[done]] = t + 1
+        if t == max_new_tokens - 1 or done.all():
+            break
+        if done.any():
+            keep = (~done).nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, mask, token, position, at_start = rows[keep], mask[keep], token[keep], position[keep], at_start[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
+        logits = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=position.unsqueeze(1),
+                       past_key_values=cache, use_cache=True).logits[:, -1]
+        position = position + 1
+    return out, lengths
 
 
 @dataclass
@@ -175,29 +215,26 @@ def encode_prompts(tokenizer, texts: list[str], device) -> tuple[torch.Tensor, t
     return out, mask
 
 
-@torch.no_grad()
 def sample(model, tokenizer, pieces: list[str], task_list: list, n: int, *, temperature: float, top_p: float,
            max_new_tokens: int, greedy: bool = False) -> Rollout:
-    """`n` completions per task (task i's are rows i*n .. i*n+n-1) from one batched `generate` call."""
+    """`n` completions per task (task i's are rows i*n .. i*n+n-1), sampled as one batch."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     expanded = [t for t in task_list for _ in range(n)]
     prompt_ids, prompt_mask = encode_prompts(tokenizer, [t.prompt for t in expanded], device)
-    stop = FunctionEnd(pieces, tokenizer.all_special_ids, prompt_ids.shape[1], device)
-    how = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-    out = model.generate(input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-                         stopping_criteria=StoppingCriteriaList([stop]), pad_token_id=tokenizer.pad_token_id,
-                         **how)
+    stop = FunctionEnd(pieces, tokenizer.all_special_ids, device)
+    gen, lengths = generate(model, prompt_ids, prompt_mask, stop, max_new_tokens=max_new_tokens,
+                            temperature=temperature, top_p=top_p, greedy=greedy, pad_id=tokenizer.pad_token_id)
     model.train(was_training)
-    gen = out[:, prompt_ids.shape[1]:]
-    truncated = (stop.lengths < 0).tolist()
-    lengths = torch.where(stop.lengths < 0, gen.shape[1], stop.lengths).tolist()
-    completion_ids = torch.full((len(gen), max(lengths)), tokenizer.pad_token_id, dtype=gen.dtype, device=device)
-    completion_mask = torch.zeros_like(completion_ids)
+    truncated = (lengths < 0).tolist()
+    lengths = torch.where(lengths < 0, max_new_tokens, lengths).tolist()
+    completion_ids = gen[:, :max(lengths)].clone()
+    completion_mask = (torch.arange(completion_ids.shape[1], device=device) < torch.tensor(lengths, device=device)
+                       .unsqueeze(1)).long()
+    completion_ids[completion_mask == 0] = tokenizer.pad_token_id
     raw, offsets = [], []
     for i, k in enumerate(lengths):
-        completion_ids[i, :k], completion_mask[i, :k] = gen[i, :k], 1
         text, spans = _spans(tokenizer, pieces, gen[i, :k].tolist())
         raw.append(text)
         offsets.append(spans)
@@ -397,6 +434,44 @@ def experiences(rollout: Rollout, advantages: torch.Tensor) -> list[dict]:
     return out
 
 
+def grpo_step(model, unwrapped, frozen, tokenizer, pieces, optimizer, accelerator, chosen: list, cfg: RLConfig):
+    """One GRPO step on this process's prompts: sample groups, score, update. -> (rollout, scored, stats)."""
+    rollout = sample(unwrapped, tokenizer, pieces, chosen, cfg.group_size, temperature=cfg.temperature,
+                     top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+    scored = score(rollout, cfg.reward, cfg.sandbox_timeout)
+    mask = rollout.batch["completion_mask"]
+    advantages = token_advantages(group_advantages(scored.rewards, cfg.group_size), scored, mask)
+    stats = policy_update(model, unwrapped, frozen, optimizer, accelerator, rollout.batch, advantages, cfg)
+    stats["zero_advantage_groups"] = (scored.rewards.view(-1, cfg.group_size).std(1) == 0).float().mean().item()
+    stats["tokens"] = int(accelerator.reduce(mask.sum(), "sum").item())
+    return rollout, scored, stats
+
+
+def rltf_step(model, unwrapped, frozen, generator, buffer, buffer_rng, tokenizer, pieces, optimizer, accelerator,
+              chosen: list, cfg: RLConfig, step: int):
+    """One RLTF step: the generator's samples (advantage: reward minus the prompt's greedy reward) join the
+    buffer, then the trainer updates on a random draw from it, or on the reference solutions every
+    `sl_every`-th step. -> (rollout, scored, stats)."""
+    rollout = sample(generator, tokenizer, pieces, chosen, cfg.group_size, temperature=cfg.temperature,
+                     top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+    scored = score(rollout, cfg.reward, cfg.sandbox_timeout)
+    greedy = sample(generator, tokenizer, pieces, chosen, 1, temperature=1.0, top_p=1.0,
+                    max_new_tokens=cfg.max_new_tokens, greedy=True)
+    baseline = score(greedy, cfg.reward, cfg.sandbox_timeout).rewards.repeat_interleave(cfg.group_size)
+    mask = rollout.batch["completion_mask"]
+    buffer.extend(experiences(rollout, token_advantages(scored.rewards - baseline, scored, mask)))
+    if cfg.sl_every and (step + 1) % cfg.sl_every == 0:
+        stats = sl_update(model, tokenizer, optimizer, accelerator, chosen, cfg)
+        stats["tokens"] = 0
+    else:
+        items = buffer_rng.sample(list(buffer), min(cfg.rltf_batch // accelerator.num_processes, len(buffer)))
+        batch, advantages = collate_experience(items, tokenizer.pad_token_id, mask.device)
+        stats = policy_update(model, unwrapped, frozen, optimizer, accelerator, batch, advantages, cfg)
+        stats["tokens"] = int(accelerator.reduce(batch["completion_mask"].sum(), "sum").item())
+    stats.update(baseline_reward=baseline.mean().item(), buffer=len(buffer))
+    return rollout, scored, stats
+
+
 # --- the starting point and the prompts ---------------------------------------------------------------------
 
 def _sft_config(path: Path):
@@ -544,13 +619,11 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     def fields() -> dict:
         return {"step": step, "epoch": round(step * cfg.prompts_per_step / len(pool), 4), "tokens": state["tokens"]}
 
-    def evaluate_and_save(do_eval: bool) -> None:
+    def evaluate_and_save() -> None:
         score_ = None
-        if main and do_eval and sets:
-            records, samples = training.evaluate(unwrapped, tokenizer, sets, cfg.eval, cfg.seed, step)
-            run.write_samples(step, samples)
-            training.log(run, callbacks, records, **fields())
-            score_ = training.score(records, cfg.eval)
+        if main and sets:
+            score_ = training.evaluate_and_log(run, callbacks, unwrapped, tokenizer, sets, cfg.eval, cfg.seed,
+                                               **fields())
         if main:
             training.save(run, step, unwrapped, tokenizer, optimizer, scheduler,
                           {**{k: v for k, v in state.items() if k != "step"}, "buffer": list(buffer)}, score_)
@@ -563,52 +636,34 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
         if main:
             print(f"rl: {cfg.out_dir} is already complete ({cfg.steps} steps)")
         return run
-    if step == 0:
-        evaluate_and_save(do_eval=True)
+    if step == 0 and main and sets:
+        training.evaluate_and_log(run, callbacks, unwrapped, tokenizer, sets, cfg.eval, cfg.seed, **fields())
 
     bar = tqdm(total=cfg.steps, initial=step, desc="rl", disable=not main, dynamic_ncols=True)
     while step < cfg.steps:
         chosen = step_tasks(pool, cfg, step, rank, world)
-        if cfg.algorithm == "rltf" and cfg.refresh_every > 1 and step % cfg.refresh_every == 0:
-            generator.load_state_dict(unwrapped.state_dict())
-        rollout = sample(generator, tokenizer, pieces, chosen, cfg.group_size, temperature=cfg.temperature,
-                         top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
-        scored = score(rollout, cfg.reward, cfg.sandbox_timeout)
-        mask = rollout.batch["completion_mask"]
         if cfg.algorithm == "grpo":
-            advantages = token_advantages(group_advantages(scored.rewards, cfg.group_size), scored, mask)
-            extra = {"zero_advantage_groups": (scored.rewards.view(-1, cfg.group_size).std(1) == 0).float().mean()}
-            stats = policy_update(model, unwrapped, frozen, optimizer, accelerator, rollout.batch, advantages, cfg)
-            state["tokens"] += int(accelerator.reduce(mask.sum(), "sum").item())
+            rollout, scored, stats = grpo_step(model, unwrapped, frozen, tokenizer, pieces, optimizer, accelerator,
+                                               chosen, cfg)
         else:
-            # Baseline: the reward of each prompt's greedy sample from the same generator.
-            greedy = sample(generator, tokenizer, pieces, chosen, 1, temperature=1.0, top_p=1.0,
-                            max_new_tokens=cfg.max_new_tokens, greedy=True)
-            baseline = score(greedy, cfg.reward, cfg.sandbox_timeout).rewards.repeat_interleave(cfg.group_size)
-            advantages = token_advantages(scored.rewards - baseline, scored, mask)
-            buffer.extend(experiences(rollout, advantages))
-            extra = {"baseline_reward": baseline.mean(), "buffer": len(buffer)}
-            if cfg.sl_every and (step + 1) % cfg.sl_every == 0:
-                stats = sl_update(model, tokenizer, optimizer, accelerator, chosen, cfg)
-            else:
-                items = buffer_rng.sample(list(buffer), min(cfg.rltf_batch // world, len(buffer)))
-                batch, adv = collate_experience(items, tokenizer.pad_token_id, mask.device)
-                stats = policy_update(model, unwrapped, frozen, optimizer, accelerator, batch, adv, cfg)
-                state["tokens"] += int(accelerator.reduce(batch["completion_mask"].sum(), "sum").item())
+            if cfg.refresh_every > 1 and step % cfg.refresh_every == 0:
+                generator.load_state_dict(unwrapped.state_dict())
+            rollout, scored, stats = rltf_step(model, unwrapped, frozen, generator, buffer, buffer_rng, tokenizer,
+                                               pieces, optimizer, accelerator, chosen, cfg, step)
+        state["tokens"] += stats.pop("tokens")
         step += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             stats = {k: accelerator.reduce(torch.tensor(float(v)), "mean").item()
-                     for k, v in {**stats, **extra}.items()}
+                     for k, v in stats.items()}
             records = rollout_records(rollout, scored, accelerator)
             records += [{"split": ROLLOUT, "metric": m, "value": v} for m, v in sorted(stats.items())]
             shown = {r["metric"]: r["value"] for r in records}
             bar.set_postfix(reward=f"{shown['reward_mean']:.2f}", passed=f"{shown['sample_pass_rate']:.2f}")
             if main:
                 training.log(run, callbacks, records, **fields())
-        do_eval = cfg.eval.every > 0 and step % cfg.eval.every == 0 or step == cfg.steps
-        if do_eval:
-            evaluate_and_save(do_eval)
+        if cfg.eval.every > 0 and step % cfg.eval.every == 0 or step == cfg.steps:
+            evaluate_and_save()
     bar.close()
     accelerator.end_training()
     return run

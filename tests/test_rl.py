@@ -102,3 +102,64 @@ def test_a_per_completion_reward_gives_that_group_nothing_to_learn():
     model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
     _, delta = _one_update(model, _rollout(tokenizer, n=4), "coarse")
     assert delta.abs().max() == 0
+
+
+# --- smoke runs -------------------------------------------------------------------------------------------------
+
+from tests.test_sft import smoke_data, tiny_model  # noqa: E402,F401  (session fixtures shared with SFT)
+
+
+def _smoke(tmp_path, **overrides):
+    from labkit import config
+    cfg = config.resolve(rl.RLConfig, "smoke", {"out_dir": str(tmp_path / "rl"), **overrides})
+    seen = []
+    run = rl.train(cfg, callbacks=[seen.append])
+    metrics = run.metrics()
+    assert metrics and [r for batch in seen for r in batch] == metrics
+    assert all({"step", "epoch", "tokens", "wall_time", "split", "metric", "value"} <= r.keys() for r in metrics)
+    per_step = {(r["step"], r["metric"]) for r in metrics if r["split"] == rl.ROLLOUT}
+    for metric in ("reward_mean", "reward_std", "sample_pass_rate", "kl", "entropy", "completion_len", "loss"):
+        assert {(s, metric) for s in range(1, cfg.steps + 1)} <= per_step, metric
+    assert {(r["step"], r["split"]) for r in metrics if r["metric"] == "pass@1"} == \
+        {(s, split) for s in (0, cfg.steps) for split in ("train", "atom_base", "test_in_domain", "test_target")}
+    assert run.checkpoint("last").name == f"step-{cfg.steps:06d}"
+    return run, metrics
+
+
+def test_smoke_from_the_base_model(tiny_model, smoke_data, tmp_path):
+    run, metrics = _smoke(tmp_path, **{"model.name_or_path": tiny_model, "data_dir": smoke_data,
+                                       "prompts": "atom_base,train_A"})
+    kl = [r["value"] for r in metrics if r["metric"] == "kl"]
+    assert kl[0] == pytest.approx(0, abs=1e-6) and kl[-1] > 0   # the policy moves away from its init
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model, smoke_data, tmp_path_factory):
+    from labkit import config, sft
+    out = tmp_path_factory.mktemp("sft") / "run"
+    sft.train(config.resolve(sft.SFTConfig, "smoke", {"model.name_or_path": tiny_model, "data_dir": smoke_data,
+                                                      "out_dir": str(out)}))
+    return out
+
+
+def test_smoke_from_an_sft_checkpoint_starts_where_sft_ended(sft_run, tmp_path):
+    from labkit import runs
+    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf")
+    # Same prompts (the SFT mixture), same eval sample: RL's step-0 evaluation is SFT's last one, so the
+    # init checkpoint was loaded as trained (teacher-forced loss and greedy pass@1 are deterministic).
+    sft_metrics = runs.read_jsonl(sft_run / "metrics.jsonl")
+    last = max(r["step"] for r in sft_metrics)
+    for split in ("train", "atom_base", "test_in_domain", "test_target"):
+        for metric in ("loss", "pass@1"):
+            want = [r["value"] for r in sft_metrics if (r["step"], r["split"], r["metric"]) == (last, split, metric)]
+            got = [r["value"] for r in metrics if (r["step"], r["split"], r["metric"]) == (0, split, metric)]
+            assert got == pytest.approx(want, abs=1e-5), (split, metric)
+    assert any(r["metric"] == "buffer" for r in metrics)
+
+
+def test_bad_prompts_are_a_clear_error(tiny_model, smoke_data, tmp_path):
+    from labkit import cli
+    base = ["rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model}", "--data", smoke_data,
+            "--out", str(tmp_path / "x")]
+    assert cli.main(base) == 2                                    # prompts=sft needs an SFT run as init
+    assert cli.main([*base, "--set", "prompts=test_target"]) == 2  # test splits are for evaluation only
