@@ -449,3 +449,42 @@ def run_cli(cfg: FiguresConfig, args) -> int:
     written = write_figures(args.runs, cfg)
     print(f"wrote {len(written)} files to {cfg.out_dir}/: " + ", ".join(p.name for p in written))
     return 0
+
+
+# --- RL views (notebook 05) ----------------------------------------------------------------------------------
+
+def _init_step(rl_run) -> int:
+    """The SFT step an RL run started from, read from its config (0 for a base model or a plain model dir)."""
+    cfg = json.loads((Path(rl_run) / "config.json").read_text())
+    index = Path(cfg.get("init", "base")) / "checkpoints" / "index.json"
+    if cfg.get("init", "base") == "base" or not index.exists():
+        return 0
+    name = json.loads(index.read_text()).get(cfg.get("init_checkpoint", "last"))
+    return int(name.split("-")[1]) if name else 0
+
+
+def continued(sft_run, rl_runs, metric: str = "pass@1", split: str = "test_target") -> go.Figure:
+    """SFT alone, and each RL run drawn on from the SFT step it started at: does RL add what more SFT doesn't?"""
+    paths = [Path(sft_run), *map(Path, rl_runs)]
+    names = labels(paths)
+    fig = go.Figure()
+    for i, p in enumerate(paths):
+        sel = _select(load([p]), metric, split, "step")
+        fig.add_scatter(x=sel.step + (_init_step(p) if i else 0), y=sel.value, mode="lines+markers",
+                        name=names[p], line=dict(color=PALETTE[i % len(PALETTE)], dash="dash" if i else "solid"))
+    return _layout(fig, f"{metric} on {split}: SFT, then RL from its checkpoint", "SFT step, then RL step", metric)
+
+
+def final_bars(run_dirs, metric: str = "pass@1", splits=None) -> go.Figure:
+    """Each run's last evaluation, grouped by split (e.g. the reward-mode ablation)."""
+    df = load(run_dirs)
+    df = df[df.metric == metric]
+    splits = sorted(df.split.dropna().unique()) if splits is None else list(splits)
+    fig = go.Figure()
+    for i, run in enumerate(df.run.unique()):
+        sel = df[df.run == run]
+        last = sel[sel.step == sel.step.max()].set_index("split").value
+        fig.add_bar(x=splits, y=[float(last.get(s, float("nan"))) for s in splits], name=run,
+                    marker_color=PALETTE[i % len(PALETTE)])
+    fig.update_layout(barmode="group")
+    return _layout(fig, f"{metric} at the last evaluation", "split", metric)
