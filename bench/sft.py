@@ -52,7 +52,7 @@ def trl_side(task_list: list, epochs: int, strategy: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         args = trl.SFTConfig(
             output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=epochs, learning_rate=LR,
-            lr_scheduler_type="cosine", warmup_ratio=0.05, weight_decay=0.0, max_grad_norm=1.0,
+            lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0, max_grad_norm=1.0,
             max_length=MAX_LEN, packing=False, completion_only_loss=True, train_sampling_strategy=strategy,
             bf16=False, gradient_checkpointing=False, use_cpu=True, report_to="none", save_strategy="no",
             logging_steps=1000, disable_tqdm=True, seed=SEED, dataloader_drop_last=True)

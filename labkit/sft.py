@@ -61,7 +61,7 @@ class SFTConfig:
     PRESETS: ClassVar[dict] = {
         # Tests and notebook smoke runs: a dozen steps, tiny evaluations (seconds with a tiny model).
         "smoke": {"epochs": 1, "max_steps": 12, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
-                  "eval.every": 6, "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 48,
+                  "eval.every": 6, "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 32,
                   "eval.sizes": {training.TRAIN: 6, "atom_base": 6, "test_in_domain": 6, "test_target": 6}},
         # The CPU lab (~1 M model): the same step budget for every mixture, a few minutes per run.
         "quick": {"epochs": 20, "max_steps": 400, "batch_size": 16, "lr": 2e-3, "eval.every": 100,
