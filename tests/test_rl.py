@@ -163,3 +163,23 @@ def test_bad_prompts_are_a_clear_error(tiny_model, smoke_data, tmp_path):
             "--out", str(tmp_path / "x")]
     assert cli.main(base) == 2                                    # prompts=sft needs an SFT run as init
     assert cli.main([*base, "--set", "prompts=test_target"]) == 2  # test splits are for evaluation only
+
+
+def test_runs_under_accelerate_launch_with_two_processes(tiny_model, smoke_data, tmp_path):
+    """Each process samples and scores its share of the prompts; the main one logs every step once."""
+    import os
+    import subprocess
+    import sys
+    from labkit import runs
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+                           "-m", "labkit", "rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model}",
+                           "--data", smoke_data, "--set", "prompts=atom_base,train_A", "--set", "steps=2",
+                           "--set", "eval.sizes.atom_base=0", "--set", "eval.sizes.test_target=0",
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    keys = [(r["step"], r["split"], r["metric"]) for r in runs.read_jsonl(out / "metrics.jsonl")]
+    assert len(keys) == len(set(keys))
+    assert {(s, "rl", m) for s in (1, 2) for m in ("reward_mean", "kl", "sample_pass_rate")} <= set(keys)
+    assert {(s, "test_in_domain", "pass@1") for s in (0, 2)} <= set(keys)
