@@ -104,7 +104,8 @@ KILL_RESUME_RUNS = {
                                 "--set", "log_every=1", "--set", "eval.sizes.train=4", "--set", "eval.sizes.atom_base=4",
                                 "--set", "eval.sizes.test_in_domain=4", "--set", "eval.sizes.test_target=4"],
     "rl": lambda model, data: ["rl", "--preset", "smoke", "--set", f"model.name_or_path={model}", "--data", data,
-                               "--set", "prompts=atom_base,train_A", "--set", "steps=8", "--set", "eval.every=2",
+                               "--set", "prompts=atom_base,train_A", "--set", "reward=fine", "--set", "steps=8",
+                               "--set", "eval.every=2",
                                "--set", "eval.sizes.train=4", "--set", "eval.sizes.atom_base=0",
                                "--set", "eval.sizes.test_in_domain=4", "--set", "eval.sizes.test_target=0"],
 }
