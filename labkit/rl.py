@@ -518,6 +518,9 @@ def load_init(cfg: RLConfig):
             training.load_weights(model, ckpt)
             if hasattr(model, "merge_and_unload"):
                 model = model.merge_and_unload()
+            # An RL adapter saved later names its base by this path: the SFT checkpoint, not SFT's own base
+            # (model.load merges an adapter checkpoint into the base it names).
+            model.name_or_path = model.config._name_or_path = str(ckpt.resolve())
     if cfg.model.lora.enabled:
         model = add_lora(model, cfg.model.lora)
     return model, tokenizer, sft_cfg
