@@ -24,6 +24,7 @@ STAGES = {
     "rl": ("labkit.rl", "online RL with unit-test feedback (GRPO, RLTF)"),
     "figures": ("labkit.viz", "write the dashboard's figures of run directories as PNG and HTML"),
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
+    "findings": ("labkit.experiments", "the experiment suite over seeds; findings decided by fixed rules"),
 }
 
 

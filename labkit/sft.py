@@ -41,7 +41,8 @@ class SFTConfig:
     data_dir: str = "runs/data"            # output of `python -m labkit synth`
     out_dir: str = "runs/sft"              # the run directory (re-run to resume)
     # Data mixture: split -> weight. Each epoch holds round(weight * len(split)) examples of the split:
-    # 1 takes it once, 2 twice, 0.5 a fresh random half every epoch.
+    # 1 takes it once, 2 twice, 0.5 a fresh random half every epoch. "train_C:60" is the split's first 60
+    # tasks (a fixed subset: the size sweeps of DESIGN §2.3 between and beyond the pools A ⊂ B ⊂ C).
     mixture: dict[str, float] = field(default_factory=lambda: {"atom_base": 1.0, "train_A": 1.0})
     epochs: int = 3
     max_steps: int = 0                     # stop after this many optimizer steps; 0: after `epochs` epochs
@@ -85,13 +86,21 @@ def load_mixture(cfg: SFTConfig) -> dict[str, list]:
     if not cfg.mixture:
         raise UserError(f"the data mixture is empty; set e.g. mixture='{{\"atom_base\": 1, \"train_A\": 1}}' "
                         f"(splits: {', '.join(TRAIN_SPLITS)})")
+    out = {}
     for split, weight in cfg.mixture.items():
-        if split not in TRAIN_SPLITS:
+        name, _, first = split.partition(":")
+        if name not in TRAIN_SPLITS or (first and not first.isdigit()):
             raise UserError(f"mixture names {split!r}, which is not a training split; use "
-                            f"{', '.join(TRAIN_SPLITS)} (test splits are for evaluation only)")
+                            f"{', '.join(TRAIN_SPLITS)}, or the first N tasks of one as e.g. train_C:60 "
+                            f"(test splits are for evaluation only)")
         if weight < 0:
             raise UserError(f"mixture weight of {split!r} is {weight}; weights must be >= 0")
-    return {s: tasks_mod.load_split(cfg.data_dir, s) for s, w in cfg.mixture.items() if w > 0}
+        if weight > 0:
+            out[split] = tasks_mod.load_split(cfg.data_dir, name, int(first) if first else None)
+            if first and len(out[split]) < int(first):
+                raise UserError(f"mixture asks for {split!r} but {name} in {cfg.data_dir} holds only "
+                                f"{len(out[split])} tasks; synthesise a larger pool or ask for fewer")
+    return out
 
 
 def epoch_batches(splits: dict[str, list[int]], weights: dict[str, float], batch_size: int,

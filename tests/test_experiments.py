@@ -1,0 +1,191 @@
+"""The findings suite: the verdict rules on made-up numbers (each verdict can come out either way), the runner's
+skip-if-complete and dependency handling, and the smoke suite end to end (slow)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit import config, experiments as ex
+from labkit.config import UserError
+
+
+# --- the rule -------------------------------------------------------------------------------------------------
+
+def test_decide_reproduced_needs_the_mean_above_its_spread():
+    assert ex.decide([0.10, 0.12, 0.14])["verdict"] == "reproduced"              # m=0.12, sd=0.02
+    assert ex.decide([0.30, -0.05, 0.05])["verdict"] == "inconclusive"           # m=0.10 <= sd
+    assert ex.decide([0.0, 0.0, 0.0])["verdict"] == "not reproduced"             # no effect
+    assert ex.decide([-0.1, 0.2, -0.2])["verdict"] == "not reproduced"           # wrong sign on average
+    r = ex.decide([0.2, 0.3])
+    assert r["verdict"].startswith("inconclusive (only 2 seeds") and r["mean"] == 0.25
+    assert ex.decide([0.1, 0.2, 0.3]) == {"per_seed": [0.1, 0.2, 0.3], "mean": 0.2, "sd": 0.1, "n_seeds": 3,
+                                          "verdict": "reproduced"}
+
+
+# --- findings from made-up run directories --------------------------------------------------------------------
+
+def _fake_run(path: Path, steps: int, curves: dict[str, list[float]], kinds=None):
+    """A run directory as the stages leave it: metrics.jsonl (evaluations at evenly spaced steps), the last
+    checkpoint, and the last evaluation's greedy test_target samples (`kinds`: task id -> passed)."""
+    path.mkdir(parents=True)
+    rows = []
+    for split, values in curves.items():
+        for i, v in enumerate(values):
+            rows.append({"step": steps * i // (len(values) - 1), "split": split, "metric": "pass@1", "value": v})
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (path / ex._ckpt(steps)).mkdir(parents=True)
+    (path / "samples").mkdir()
+    samples = [{"task_id": t, "split": "test_target", "mode": "greedy", "status": "pass" if ok else "fail"}
+               for t, ok in (kinds or {}).items()]
+    (path / "samples" / f"step-{steps:06d}.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+
+
+def _suite_dir(tmp_path, target: dict[str, list[float]], e2: list[tuple], sft_peaks: bool, e3_rl,
+               e4: dict[str, list]):
+    """Made-up runs of every experiment. The E1 handful run is also E3's SFT run: its target curve ends at its
+    E1 value, after a peak 0.2 higher if `sft_peaks`."""
+    cfg = config.resolve(ex.FindingsConfig, "paper", {"out_dir": str(tmp_path), "data_dir": str(tmp_path / "data"),
+                                                      "base_model": "embedded", "sizes": [20, 60], "handful": 60,
+                                                      "synthetic_only": 60, "sft_steps": 10, "rl_steps": 4,
+                                                      "rl_base_steps": 4})
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "test_target.jsonl").write_text(
+        "".join(json.dumps({"id": f"t{i}", "kind": k}) + "\n" for i, k in enumerate(ex.KINDS)))
+    root = tmp_path / "runs"
+    for name, per_seed in target.items():
+        for s, v in enumerate(per_seed):
+            curves = {"train": [0.2, 0.8, 1.0], "test_in_domain": [0.0, v], "test_target": [0.0, v]}
+            if name == "atomic+60":
+                curves["test_target"] = [0.0, v + 0.2 if sft_peaks else v / 2, v]
+            _fake_run(root / "e1" / name / f"s{s}", 10, curves, {"t0": True, "t1": False, "t2": v > 0})
+    for s, (start, same, fresh) in enumerate(e2):
+        for name, end in (("rl-same", same), ("rl-fresh", fresh)):
+            _fake_run(root / "e2" / name / f"s{s}", 4, {"train": [0.5, 0.6], "test_target": [start, end]})
+    for s, curves in enumerate(e3_rl):
+        _fake_run(root / "e3" / "rl-base" / f"s{s}", 4, curves)
+    for mode, values in e4.items():
+        for s, v in enumerate(values):
+            _fake_run(root / "e4" / mode / f"s{s}", 4, {"test_in_domain": [0.1, v]})
+    return cfg
+
+
+RL_RISES = {"train": [0.2, 0.4, 0.5], "test_target": [0.0, 0.1, 0.15]}
+RL_STUCK = {"train": [0.2, 0.2, 0.21], "test_target": [0.0, 0.0, 0.0]}
+
+
+def test_findings_reproduced_when_the_numbers_say_so(tmp_path):
+    cfg = _suite_dir(tmp_path,
+                     target={"atomic-only": [0.0, 0.0, 0.01], "atomic+20": [0.05, 0.05, 0.06],
+                             "atomic+60": [0.30, 0.32, 0.28], "synthetic-only-60": [0.1, 0.12, 0.08]},
+                     e2=[(0.1, 0.2, 0.3), (0.1, 0.25, 0.3), (0.12, 0.2, 0.1)],
+                     sft_peaks=True, e3_rl=[RL_RISES] * 3,
+                     e4={"binary": [0.1, 0.11, 0.12], "coarse": [0.2, 0.21, 0.2], "fine": [0.3, 0.3, 0.32],
+                         "adaptive": [0.4, 0.42, 0.41]})
+    r = ex.findings(cfg)
+    assert r["F1"]["verdict"] == "reproduced"
+    assert r["F1"]["per_seed"] == [0.2, 0.2, 0.2]      # minus synthetic only, the better of the two
+    assert r["F1"]["final_pass@1"]["atomic+60"]["by_kind"][0] == {"held_out_atom": 1.0, "held_out_pair": 0.0,
+                                                                  "deeper": 1.0}
+    assert r["F2"]["verdict"] == "reproduced" and r["F2"]["per_seed"] == [0.1, 0.15, 0.08]
+    assert r["F2_fresh"]["verdict"] == "inconclusive"  # 0.2, 0.2, -0.02: m=0.127 <= sd
+    assert r["F3"]["verdict"] == "reproduced" and r["F3"]["per_seed"] == [0.2, 0.2, 0.2]
+    assert r["reward_ordering"]["verdict"] == "reproduced"
+    assert r["reward_ordering"]["observed_order"] == ["binary", "coarse", "fine", "adaptive"]
+
+
+def test_findings_not_reproduced_or_inconclusive_when_they_do_not(tmp_path):
+    cfg = _suite_dir(tmp_path,
+                     target={"atomic-only": [0.0, 0.0, 0.0], "atomic+20": [0.05, 0.05, 0.06],
+                             "atomic+60": [0.10, 0.12, 0.08], "synthetic-only-60": [0.2, 0.2, 0.2]},
+                     e2=[(0.1, 0.1, 0.3), (0.1, 0.05, 0.3), (0.12, 0.12, 0.3)],
+                     sft_peaks=False, e3_rl=[RL_STUCK] * 3,
+                     e4={"binary": [0.3, 0.31, 0.3], "coarse": [0.2, 0.21, 0.2], "fine": [0.3, 0.3, 0.32],
+                         "adaptive": [0.4, 0.42, 0.41]})
+    r = ex.findings(cfg)
+    assert r["F1"]["verdict"] == "not reproduced"        # synthetic only beats the mixture
+    assert r["F2"]["verdict"] == "not reproduced"        # 0, -0.05, 0
+    assert r["F2_fresh"]["verdict"] == "reproduced"
+    # SFT shows no drop, and RL from base learned nothing: the precondition makes it inconclusive.
+    assert r["F3"]["verdict"].startswith("inconclusive (RL from the base did not learn")
+    assert r["reward_ordering"]["verdict"] == "not reproduced"   # coarse < binary
+    assert r["reward_ordering"]["steps"]["fine<=adaptive"]["verdict"] == "reproduced"
+
+
+def test_findings_with_missing_runs_use_only_complete_seeds(tmp_path):
+    cfg = _suite_dir(tmp_path,
+                     target={"atomic-only": [0.0, 0.0], "atomic+20": [0.05, 0.05], "atomic+60": [0.3, 0.3],
+                             "synthetic-only-60": [0.1, 0.1]},
+                     e2=[], sft_peaks=True, e3_rl=[], e4={})
+    r = ex.findings(cfg)
+    assert r["F1"]["seeds_used"] == [0, 1] and r["F1"]["verdict"].startswith("inconclusive (only 2 seeds")
+    assert r["F2"]["n_seeds"] == 0 and r["F2"]["verdict"].startswith("inconclusive (only 0 seeds")
+    assert r["reward_ordering"]["verdict"].startswith("inconclusive (only 0 seeds")
+
+
+# --- the suite and the runner ---------------------------------------------------------------------------------
+
+def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
+    cfg = config.resolve(ex.FindingsConfig, "paper", {"out_dir": "/tmp/x"})
+    jobs = {j.name: j for j in ex.suite(cfg)}
+    assert len([n for n in jobs if n.startswith("e1/")]) == 3 * 4      # atomic only, 2 sizes, synthetic only
+    assert jobs["e2/rl-same/s1"].after == ("data", "base", "e2/sft-start/s1")
+    assert jobs["e3/rl-base/s0"].overrides["prompts"] == "atom_base,train_B"
+    assert jobs["e1/atomic+1000/s2"].overrides["mixture"] == {"atom_base": 1.0, "train_B": 1.0}
+    assert "--set" in jobs["e4/fine/s0"].argv() and "reward=fine" in jobs["e4/fine/s0"].argv()
+    with pytest.raises(UserError, match="handful"):
+        ex.suite(config.resolve(ex.FindingsConfig, "paper", {"handful": 7}))
+
+
+class _Script(ex.Job):
+    """A job that runs a Python snippet instead of a stage (the runner only needs argv and the done file)."""
+    def __init__(self, name, tmp, code, after=()):
+        super().__init__(name, "x", tmp / name, "x", {}, "done", after)
+        self.code = code
+
+    def argv(self):
+        return [sys.executable, "-c", self.code]
+
+
+def test_runner_skips_complete_jobs_and_blocks_dependents_of_failures(tmp_path):
+    def touch(name):
+        return (f"import pathlib; p = pathlib.Path({str(tmp_path / name)!r}); p.mkdir(parents=True, exist_ok=True);"
+                f"(p / 'done').touch(); (p.parent / ({name!r} + '.ran')).touch()")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "done").touch()
+    jobs = [_Script("old", tmp_path, touch("old")), _Script("a", tmp_path, touch("a"), after=("old",)),
+            _Script("b", tmp_path, "raise SystemExit(3)"), _Script("c", tmp_path, touch("c"), after=("b",)),
+            _Script("d", tmp_path, touch("d"), after=("a",))]
+    status = ex.run_jobs(jobs, workers=2, log_dir=tmp_path / "logs", poll=0.05)
+    assert status == {"old": "skipped", "a": "done", "b": "failed", "c": "blocked", "d": "done"}
+    assert not (tmp_path / "old.ran").exists() and (tmp_path / "d.ran").exists()
+    assert not (tmp_path / "c").exists()
+    assert ex.run_jobs(jobs[:2] + jobs[4:], workers=2, poll=0.05) == {"old": "skipped", "a": "skipped",
+                                                                      "d": "skipped"}
+
+
+@pytest.mark.slow
+def test_smoke_suite_end_to_end(tmp_path):
+    cfg = config.resolve(ex.FindingsConfig, "smoke", {"out_dir": str(tmp_path / "suite"),
+                                                      "figures_dir": str(tmp_path / "figures")})
+    result = ex.run(cfg)
+    assert result["failed"] == [] and result["runs_complete"] == len(ex.suite(cfg)) - 1   # all but the data
+    saved = json.loads((tmp_path / "figures" / "findings.json").read_text())
+    for key in ("F1", "F2", "F3", "reward_ordering"):
+        assert saved[key]["verdict"].startswith("inconclusive (only 1 seed")
+    again = ex.run(cfg)   # everything complete: nothing runs, same numbers
+    assert {k: again[k] for k in ("F1", "F2", "F3")} == {k: result[k] for k in ("F1", "F2", "F3")}
+
+
+def test_sft_mixture_takes_the_first_n_tasks_of_a_split(tmp_path):
+    from labkit import sft, tasks
+
+    (tmp_path / "manifest.json").write_text("{}")
+    records = [tasks.Task(f"c{i}", "train_C", f"def f{i}():\n", f"f{i}", "    return 1\n", [], [], 2).to_json()
+               for i in range(5)]
+    (tmp_path / "train_C.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = config.resolve(sft.SFTConfig, None, {"data_dir": str(tmp_path), "mixture": {"train_C:3": 1}})
+    assert [t.id for t in sft.load_mixture(cfg)["train_C:3"]] == ["c0", "c1", "c2"]
+    for bad, match in (("train_C:9", "holds only 5"), ("train_C:x", "first N tasks"), ("test_target:2", "not a")):
+        with pytest.raises(UserError, match=match):
+            sft.load_mixture(config.resolve(sft.SFTConfig, None, {"data_dir": str(tmp_path), "mixture": {bad: 1}}))
