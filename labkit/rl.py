@@ -492,38 +492,40 @@ def _sft_config(path: Path):
     return config.load(SFTConfig, path / "config.json")
 
 
-def load_init(cfg: RLConfig):
-    """(model, tokenizer, the SFT config when init is an SFT run). Any adapter of the init is merged, so the
-    init is a plain model; RL's own LoRA adapter (if `model.lora.enabled`) goes on top of it."""
+def init_source(cfg: RLConfig):
+    """The SFT config when `init` is an SFT run directory, else None (checked before any model is loaded)."""
+    if cfg.init == "base":
+        return None
+    if not Path(cfg.init).is_dir():
+        raise UserError(f"init={cfg.init!r} is neither 'base' nor a directory; give an SFT run directory "
+                        f"(the --out of `python -m labkit sft`) or a model directory")
+    return _sft_config(Path(cfg.init))
+
+
+def load_init(cfg: RLConfig, sft_cfg):
+    """(model, tokenizer) of the starting point. Any adapter of the init is merged, so the init is a plain
+    model; RL's own LoRA adapter (if `model.lora.enabled`) goes on top of it."""
     no_lora = dataclasses.replace(cfg.model.lora, enabled=False)
-    sft_cfg = None
     if cfg.init == "base":
         model, tokenizer = load(dataclasses.replace(cfg.model, lora=no_lora), seed=cfg.seed)
+    elif sft_cfg is None:
+        model, tokenizer = load(dataclasses.replace(cfg.model, name_or_path=cfg.init, lora=no_lora), seed=cfg.seed)
     else:
-        path = Path(cfg.init)
-        if not path.is_dir():
-            raise UserError(f"init={cfg.init!r} is neither 'base' nor a directory; give an SFT run directory "
-                            f"(the --out of `python -m labkit sft`) or a model directory")
-        sft_cfg = _sft_config(path)
-        if sft_cfg is None:
-            model, tokenizer = load(dataclasses.replace(cfg.model, name_or_path=str(path), lora=no_lora),
-                                    seed=cfg.seed)
-        else:
-            ckpt = runs.RunDir(path).checkpoint(cfg.init_checkpoint)
-            if ckpt is None:
-                raise UserError(f"the SFT run {path} has no {cfg.init_checkpoint!r} checkpoint yet; finish it "
-                                f"or use init_checkpoint=last")
-            model_cfg = dataclasses.replace(sft_cfg.model, device=cfg.model.device, dtype=cfg.model.dtype)
-            model, tokenizer = load(model_cfg, seed=cfg.seed)
-            training.load_weights(model, ckpt)
-            if hasattr(model, "merge_and_unload"):
-                model = model.merge_and_unload()
-            # An RL adapter saved later names its base by this path: the SFT checkpoint, not SFT's own base
-            # (model.load merges an adapter checkpoint into the base it names).
-            model.name_or_path = model.config._name_or_path = str(ckpt.resolve())
+        ckpt = runs.RunDir(cfg.init).checkpoint(cfg.init_checkpoint)
+        if ckpt is None:
+            raise UserError(f"the SFT run {cfg.init} has no {cfg.init_checkpoint!r} checkpoint yet; finish it "
+                            f"or use init_checkpoint=last")
+        model_cfg = dataclasses.replace(sft_cfg.model, device=cfg.model.device, dtype=cfg.model.dtype)
+        model, tokenizer = load(model_cfg, seed=cfg.seed)
+        training.load_weights(model, ckpt)
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        # An RL adapter saved later names its base by this path: the SFT checkpoint, not SFT's own base
+        # (model.load merges an adapter checkpoint into the base it names).
+        model.name_or_path = model.config._name_or_path = str(ckpt.resolve())
     if cfg.model.lora.enabled:
         model = add_lora(model, cfg.model.lora)
-    return model, tokenizer, sft_cfg
+    return model, tokenizer
 
 
 def prompt_pool(cfg: RLConfig, sft_cfg, data_dir: str) -> list:
@@ -595,12 +597,13 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     from accelerate import Accelerator
 
     check(cfg)
-    model, tokenizer, sft_cfg = load_init(cfg)
+    sft_cfg = init_source(cfg)
     data_dir = cfg.data_dir or (sft_cfg.data_dir if sft_cfg else "")
     if not data_dir:
         raise UserError("no data directory: pass --data DIR (made by `python -m labkit synth`) or init from an "
                         "SFT run, whose data directory is used")
     pool = prompt_pool(cfg, sft_cfg, data_dir)
+    model, tokenizer = load_init(cfg, sft_cfg)
     accelerator = Accelerator(cpu=next(model.parameters()).device.type == "cpu")
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     if cfg.prompts_per_step % world:
