@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# README command 1: set up, then run the main job on the embedded default, headless, on the CPU.
+# README command 1: set up, then run the main job on the embedded default, headless, on the CPU:
+# every notebook in order at the quick preset (regress), its report, and the figures of its runs.
 set -euo pipefail
 cd "$(dirname "$0")"
+start=$(date +%s)
 bash setup.sh
 export OMP_WAIT_POLICY=PASSIVE
 py=.venv/bin/python
-echo "== 1/1 atomic library check"
-$py -m labkit atomic --check
+work=runs/regress/quick
+echo "== set-up done in $(( $(date +%s) - start )) s; running the notebook sequence at the quick preset"
+status=0
+$py -m labkit regress --preset quick --out "$work" || status=$?
+echo "== figures of every run -> figures/quick/"
+mkdir -p figures/quick
+[ -d "$work/figures" ] && cp -r "$work"/figures/. figures/quick/
+echo "== main job finished in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s (exit $status)"
+echo "   report:  $work/report.html"
+echo "   figures: figures/quick/"
+echo "   explore: .venv/bin/jupyter lab notebooks/   (the notebooks find these runs under $work when you set"
+echo "            work_dir = \"../$work\" in their parameters cell)"
+exit $status
