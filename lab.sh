@@ -10,7 +10,7 @@ py=.venv/bin/python
 work=runs/regress/quick
 echo "== set-up done in $(( $(date +%s) - start )) s; running the notebook sequence at the quick preset"
 status=0
-$py -m labkit regress --preset quick --out "$work" || status=$?
+$py -m labkit regress --preset quick --out runs/regress || status=$?
 echo "== figures of every run -> figures/quick/"
 mkdir -p figures/quick
 [ -d "$work/figures" ] && cp -r "$work"/figures/. figures/quick/

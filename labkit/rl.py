@@ -98,6 +98,10 @@ class RLConfig:
         "quick": {"steps": 120, "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 64, "eval.every": 30,
                   "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 128,
                   "eval.sizes": {training.TRAIN: 40, "atom_base": 40, "test_in_domain": 40, "test_target": 40}},
+        # The quick preset cut to fit notebook 05 into the 15-minute main job (lab.sh); `quick` is the reference.
+        "lab": {"steps": 20, "prompts_per_step": 4, "group_size": 8, "max_new_tokens": 64, "eval.every": 10,
+                "eval.n_samples": 0, "eval.max_new_tokens": 64,
+                "eval.sizes": {training.TRAIN: 30, "atom_base": 30, "test_in_domain": 30, "test_target": 30}},
         # A GPU.
         "full": {"steps": 1000, "prompts_per_step": 32, "group_size": 16, "max_new_tokens": 160,
                  "inner_updates": 2, "micro_batch": 128, "eval.every": 100,
