@@ -159,9 +159,10 @@ def browser(specs: list[AtomicSpec]):
         name.value = name.options[0]
 
     def show_card(_=None):
-        shown.clear_output()
-        with shown:
-            print(card(next(s for s in specs if s.name == name.value)))
+        # Set the outputs trait rather than `with shown: print(...)`: output captured while a cell runs made
+        # papermill/nbclient hang now and then (its Output-widget capture races the cell's end).
+        text = card(next(s for s in specs if s.name == name.value))
+        shown.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
 
     topic.observe(show_topic, names="value")
     name.observe(show_card, names="value")

@@ -785,9 +785,9 @@ def browser(records):
     def update(*_):
         rows = records[records.split == split.value]
         index.max = max(len(rows) - 1, 0)
-        out.clear_output()
-        with out:
-            print(show_record(rows.iloc[min(index.value, index.max)]) if len(rows) else "(empty split)")
+        text = show_record(rows.iloc[min(index.value, index.max)]) if len(rows) else "(empty split)"
+        # The outputs trait, not `with out: print(...)`: see atomic.browser (papermill hangs otherwise).
+        out.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
     split.observe(update, "value")
     index.observe(update, "value")
     update()

@@ -26,6 +26,7 @@ def test_notebook_runs_headless_at_smoke(path, tmp_path):
     out_dir = tmp_path / "out"
     papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent),
                                parameters={"preset": "smoke", "out_dir": str(out_dir)},
-                               kernel_name="python3", progress_bar=False)
+                               kernel_name="python3", progress_bar=False,
+                               execution_timeout=600)  # a hung cell fails the test instead of CI
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics, "the notebook wrote an empty metrics.json"
