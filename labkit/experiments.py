@@ -44,6 +44,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -284,6 +285,7 @@ def kind_pass1(run: Path, data_dir: Path, step: int) -> dict[str, float]:
 
 def decide(values: list[float]) -> dict:
     """The verdict rule of this module's docstring, on one value per seed."""
+    values = [round(float(v), 9) for v in values]   # pass@1 differences: no float dust deciding a verdict
     n = len(values)
     mean = float(np.mean(values)) if n else float("nan")
     sd = float(np.std(values, ddof=1)) if n > 1 else float("nan")
@@ -480,9 +482,11 @@ def write(cfg: FindingsConfig, result: dict) -> list[Path]:
         os.environ.setdefault("BROWSER_PATH", shutil.which("chromium") or "")
         kaleido.start_sync_server(mathjax=False, silence_warnings=True)
         try:
-            for stem, fig in figs.items():
-                fig.write_image(out / f"{stem}.png", width=900, height=fig.layout.height or 450)
-                written.append(out / f"{stem}.png")
+            with warnings.catch_warnings():   # plotly always passes kopts={}, and kaleido warns about it
+                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
+                for stem, fig in figs.items():
+                    fig.write_image(out / f"{stem}.png", width=900, height=fig.layout.height or 450)
+                    written.append(out / f"{stem}.png")
         finally:
             kaleido.stop_sync_server(silence_warnings=True)
     return written
