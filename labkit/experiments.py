@@ -392,7 +392,7 @@ def findings(cfg: FindingsConfig) -> dict:
             "statistic": f"final test_in_domain pass@1 per reward mode ({cfg.ablation_algorithm} from the SFT start, "
                          "fresh prompts); each adjacent step by the rule on its per-seed differences",
             "verdict": overall, "steps": steps, "per_seed": final, "mean": means, "seeds_used": seeds,
-            "observed_order": sorted(means, key=lambda m: (means[m] is None, means[m] or 0))}
+            "observed_order": sorted((m for m in means if means[m] is not None), key=means.get)}
     return out
 
 
