@@ -106,7 +106,9 @@ class FindingsConfig:
         # Fits the regression job: one seed, one size, short runs; too small to decide anything (it says so).
         "quick": {"seeds": [0], "sizes": [1000], "sft_steps": 200, "rl_init_steps": 100, "rl_steps": 20,
                   "rl_base_steps": 20, "reward_modes": ["binary", "fine"], "sft": EVAL, "rl": EVAL},
-        # Decides the findings on the 2-core CPU (~1 h): 3 seeds, the whole suite.
+        # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 37 jobs. Measured on 2 shared cores:
+        # data + E1 + E2 (22 jobs) in ~50 min; RL from the base ~15 min a run (its samples never stop early);
+        # the whole suite ~2 h.
         "paper": {"sft": EVAL, "rl": EVAL},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
         "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_preset": "full",
