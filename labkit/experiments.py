@@ -62,6 +62,8 @@ MIN_SEEDS = 3
 # fixed task samples in SFT and RL (so RL's step 0 is exactly its SFT start), 150 target tasks (~50 per kind).
 EVAL = {"eval.n_samples": 0, "eval.max_new_tokens": 64, "eval.best_split": "test_target",
         "eval.sizes": {"train": 40, "test_in_domain": 60, "test_target": 150}}
+# Smoke: a random tiny model, evaluated greedily like the real suite (sampled pass@k would only add time).
+SMOKE_EVAL = {"model.size": "tiny", "eval.n_samples": 0}
 LEARNED = 0.05   # F3's precondition: RL from the base raises its train-prompt pass@1 at least this much
 
 
@@ -100,7 +102,7 @@ class FindingsConfig:
     PRESETS: ClassVar[dict] = {
         # Machinery check: a random tiny model, tiny data, one seed (verdicts: inconclusive by design).
         "smoke": {"data_preset": "smoke", "data_overrides": {}, "base_model": "embedded", "stage_preset": "smoke",
-                  "sft": {"model.size": "tiny"}, "rl": {"model.size": "tiny"}, "seeds": [0], "sizes": [8],
+                  "sft": SMOKE_EVAL, "rl": SMOKE_EVAL, "seeds": [0], "sizes": [8],
                   "handful": 8, "synthetic_only": 8, "sft_steps": 6, "rl_init_steps": 4, "rl_steps": 2,
                   "rl_base_steps": 2, "reward_modes": ["binary", "fine"]},
         # Fits the regression job: one seed, one size, short runs; too small to decide anything (it says so).

@@ -1,10 +1,18 @@
-"""Every notebook runs headless under papermill at the smoke preset and writes its metrics.json."""
+"""Every notebook runs headless under papermill at the smoke preset, in order, as the main job runs them.
+
+One `labkit regress --preset smoke` run executes the whole sequence: each notebook hands its outputs on to the
+next (04 and 05 train from 02's data and 03's base, 06 draws 04's and 05's runs, 07 reuses 03's base), writes
+its metrics.json, and its metrics are checked against the smoke thresholds. A failing notebook shows in the
+printed table with its error. The run's figures are skipped here: `tests/test_regress.py` and
+`tests/test_viz.py` cover them.
+"""
 import json
 from pathlib import Path
 
 import nbformat
-import papermill
 import pytest
+
+from labkit import cli
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -21,12 +29,14 @@ def test_notebook_is_committed_without_outputs(path):
     assert not dirty, f"cells with outputs committed: {dirty}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_headless_at_smoke(path, tmp_path):
-    out_dir = tmp_path / "out"
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent),
-                               parameters={"preset": "smoke", "out_dir": str(out_dir)},
-                               kernel_name="python3", progress_bar=False,
-                               execution_timeout=600)  # a hung cell fails the test instead of CI
-    metrics = json.loads((out_dir / "metrics.json").read_text())
-    assert metrics, "the notebook wrote an empty metrics.json"
+def test_the_sequence_runs_headless_at_smoke_and_passes_regress(tmp_path, capsys):
+    # cell_timeout: a hung cell fails the test instead of stalling CI
+    rc = cli.main(["regress", "--preset", "smoke", "--out", str(tmp_path), "--set", "figures=false",
+                   "--set", "cell_timeout=600"])
+    out = capsys.readouterr().out
+    assert rc == 0, out[-6000:]
+    results = json.loads((tmp_path / "smoke" / "results.json").read_text())["results"]
+    assert [r["notebook"] for r in results] == [p.stem for p in NOTEBOOKS]
+    for r in results:
+        assert r["error"] is None and r["metrics"], r
+        assert (tmp_path / "smoke" / r["notebook"][:2] / f"{r['notebook']}.ipynb").exists()

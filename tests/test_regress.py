@@ -1,4 +1,4 @@
-"""The regression runner: tiny notebooks in a temporary directory (fast), and the real sequence (slow)."""
+"""The regression runner on tiny notebooks in a temporary directory (the real sequence: tests/test_notebooks.py)."""
 import json
 from pathlib import Path
 
@@ -94,10 +94,3 @@ def test_check_and_flatten():
     assert regress.check(0.5, {"min": 0.4, "max": 0.6}) and not regress.check(0.7, {"max": 0.6})
     assert not regress.check("n/a", {"min": 0}) and not regress.check(float("nan"), {"min": 0})
     assert regress.check("anything", None)
-
-
-@pytest.mark.slow
-def test_the_real_sequence_passes_at_smoke(tmp_path, capsys):
-    rc = cli.main(["regress", "--preset", "smoke", "--out", str(tmp_path)])
-    out = capsys.readouterr().out
-    assert rc == 0, out[-6000:]
