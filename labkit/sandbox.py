@@ -157,9 +157,10 @@ class _Server:
     def __init__(self):
         pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         # A clean environment: programs must not see the caller's secrets; a fixed hash seed makes set
-        # iteration order (and so printed output) the same on every run.
+        # iteration order (and so printed output) the same on every run. LD_BIND_NOW: the dynamic linker
+        # binds every symbol once in the server, not lazily in each child (a write, so a copied page, each).
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONPATH": pkg_root}
+               "PYTHONPATH": pkg_root, "LD_BIND_NOW": "1"}
         # A new session: a Ctrl-C in the caller's terminal must not reach the servers.
         self.proc = subprocess.Popen([sys.executable, "-m", "labkit.sandbox", "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
