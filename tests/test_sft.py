@@ -114,13 +114,15 @@ KILL_RESUME_RUNS = {
 @pytest.mark.parametrize("stage", list(KILL_RESUME_RUNS))
 def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_model, smoke_data, tmp_path):
     args = KILL_RESUME_RUNS[stage](tiny_model, smoke_data)
-    reference = labkit(*args, "--out", str(tmp_path / "reference"), timeout=300)
-    assert reference.returncode == 0, reference.stderr[-2000:]
-
-    run = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", *args, "--out", str(run)], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(out: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "labkit", *args, "--out", str(out)], cwd=ROOT, env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{out.name}.log", "w"))
+
+    # The reference (never killed) runs beside the run to be killed: one core each.
+    reference, run = start(tmp_path / "reference"), tmp_path / "killed"
+    proc = start(run)
     index = run / "checkpoints" / "index.json"
     deadline = time.time() + 120
     while not index.exists() and proc.poll() is None and time.time() < deadline:
@@ -129,6 +131,7 @@ def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     killed_at = json.loads(index.read_text())["last"]
+    assert reference.wait(timeout=300) == 0, (tmp_path / "reference.log").read_text()[-2000:]
     final = json.loads((tmp_path / "reference" / "checkpoints" / "index.json").read_text())["last"]
     assert killed_at != final, "killed after the last checkpoint: nothing left to resume"
 
