@@ -74,12 +74,12 @@ def _weights(path: Path) -> dict:
 def test_killed_run_resumes_from_its_last_checkpoint_and_ends_identical(tmp_path):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     overrides = {**TINY, "steps": 150, "save_every": 5, "eval_every": 50}
-    settings = [a for key, value in overrides.items() for a in ("--set", f"{key}={value}")]
-    args = [sys.executable, "-m", "labkit", "pretrain", "--out", str(killed), *settings]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "labkit", "pretrain", "--out", str(out),
+                *(a for key, value in overrides.items() for a in ("--set", f"{key}={value}"))]
+    args, env = command(killed), {**os.environ, "OMP_NUM_THREADS": "1"}
     # The uninterrupted run goes beside the one to be killed: one core each.
-    reference = subprocess.Popen([*args[:4], "--out", str(straight), *settings], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    reference = subprocess.Popen(command(straight), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = runs.RunDir(killed)
     deadline = time.time() + 120

@@ -39,9 +39,11 @@ def tiny_model(tmp_path_factory) -> str:
     return str(out)
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}   # one core per stage process
+
+
 def labkit(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    return subprocess.run([sys.executable, "-m", "labkit", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "labkit", *args], cwd=ROOT, env=ENV, capture_output=True,
                           text=True, **kwargs)
 
 
@@ -114,11 +116,11 @@ KILL_RESUME_RUNS = {
 @pytest.mark.parametrize("stage", list(KILL_RESUME_RUNS))
 def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_model, smoke_data, tmp_path):
     args = KILL_RESUME_RUNS[stage](tiny_model, smoke_data)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
     def start(out: Path) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "labkit", *args, "--out", str(out)], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / f"{out.name}.log", "w"))
+        with open(tmp_path / f"{out.name}.log", "w") as log:   # the child keeps its own copy of the fd
+            return subprocess.Popen([sys.executable, "-m", "labkit", *args, "--out", str(out)], cwd=ROOT,
+                                    env=ENV, stdout=subprocess.DEVNULL, stderr=log)
 
     # The reference (never killed) runs beside the run to be killed: one core each.
     reference, run = start(tmp_path / "reference"), tmp_path / "killed"
@@ -179,11 +181,10 @@ def test_accelerate_two_processes_match_one_process(tiny_model, smoke_data, tmp_
             "--set", "eval.sizes={}", "--set", "max_steps=10"]
     one = labkit(*args, "--out", str(tmp_path / "one"), timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "-m", "labkit", *args, "--out", str(tmp_path / "two")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
 
     def losses(run):
