@@ -113,7 +113,7 @@ def _parses(program: str) -> bool:
 
 def evaluate_tasks(model, tokenizer, task_list: list[tasks.Task], *, n: int = 10, k: int | list[int] = (1, 5, 10),
                    temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128, greedy: bool = True,
-                   batch_size: int = 32, timeout: float = 5.0, seed: int | None = None) -> EvalResult:
+                   batch_size: int = 32, timeout: float = 1.0, seed: int | None = None) -> EvalResult:
     """Sample and judge completions for `task_list`; returns (metrics, one record per completion).
 
     greedy: one greedy completion per task, reported as "pass@1" (the sampled estimate of pass@1, if k holds
@@ -139,7 +139,7 @@ def evaluate_tasks(model, tokenizer, task_list: list[tasks.Task], *, n: int = 10
     return EvalResult(metrics(samples, task_list, n, ks, greedy), samples)
 
 
-def judge(task_list: list[tasks.Task], completions: list[str], timeout: float = 5.0) -> list[dict]:
+def judge(task_list: list[tasks.Task], completions: list[str], timeout: float = 1.0) -> list[dict]:
     """Cut each raw completion by the stop rule, build its program and run its tests: one record each."""
     cut = [tasks.cut_completion(c) for c in completions]
     programs = [tasks.program(t, c) for t, c in zip(task_list, cut)]
@@ -210,7 +210,7 @@ class EvalConfig:
     max_new_tokens: int = 128
     batch_size: int = 32
     seed: int = 0
-    timeout: float = 5.0            # sandbox seconds per program
+    timeout: float = 1.0            # sandbox seconds per test; HumanEval's check is one test: give it 3+
     out_dir: str = "runs/eval"
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {

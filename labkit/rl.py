@@ -81,7 +81,7 @@ class RLConfig:
     refresh_every: int = 10
     rltf_batch: int = 64              # completions per rltf update, drawn from the buffer
     sl_every: int = 0                 # every n-th step is a supervised step on reference solutions; 0: never
-    sandbox_timeout: float = 5.0      # seconds per program
+    sandbox_timeout: float = 1.0      # seconds per test (a hanging program pays it once per test)
     log_every: int = 1
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0

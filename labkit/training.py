@@ -39,6 +39,9 @@ class EvalConfig:
     k: int = 8                    # pass@k from the n_samples samples (k <= n_samples)
     temperature: float = 0.8
     max_new_tokens: int = 128
+    # Sandbox seconds per test. The lab's tests run in microseconds; a program that hangs costs this once per
+    # test (8 tests at 5 s made one looping program 40 s: most of an evaluation's wall time).
+    timeout: float = 1.0
     best_split: str = "test_in_domain"   # the checkpoint with the highest greedy pass@1 here is kept as best
 
 
@@ -133,7 +136,8 @@ def evaluate(model, tokenizer, sets: dict[str, list], cfg: EvalConfig, seed: int
         torch.manual_seed(seed * 1_000_003 + step)
         for split, task_list in sets.items():
             result = ev.evaluate_tasks(model, tokenizer, task_list, n=cfg.n_samples, k=cfg.k, greedy=True,
-                                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+                                       temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                                       timeout=cfg.timeout)
             metrics = {m: v for m, v in result.metrics.items() if m not in ("n_tasks", "n_completions")}
             metrics["loss"] = mean_loss(model, tokenizer, task_list)
             records += [{"split": split, "metric": m, "value": float(v)} for m, v in sorted(metrics.items())]
