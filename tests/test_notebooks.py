@@ -29,6 +29,18 @@ def test_notebook_is_committed_without_outputs(path):
     assert not dirty, f"cells with outputs committed: {dirty}"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_papermill_reads_every_parameter(path, caplog):
+    # papermill skips (with a log line) a parameter it cannot parse, e.g. quotes inside the line's comment;
+    # a skipped parameter cannot be set from `regress` or the command line.
+    import papermill
+
+    with caplog.at_level("WARNING"):
+        names = papermill.inspect_notebook(str(path))
+    assert "Unable to parse" not in caplog.text
+    assert {"preset", "overrides", "out_dir"} <= set(names)
+
+
 def test_the_sequence_runs_headless_at_smoke_and_passes_regress(tmp_path, capsys):
     # cell_timeout: a hung cell fails the test instead of stalling CI
     rc = cli.main(["regress", "--preset", "smoke", "--out", str(tmp_path), "--set", "figures=false",
