@@ -56,6 +56,9 @@ from labkit import runs as runstore
 from labkit.config import UserError
 
 MODES = ("binary", "coarse", "fine", "adaptive")   # the paper's ablation order, weakest first
+# The committed reference run of the `paper` preset: findings.json and its PNG figures (notebook 07 shows it
+# when there is no time to run a suite, as in the main job).
+REFERENCE = Path(__file__).resolve().parent.parent / "figures"
 KINDS = ("held_out_atom", "held_out_pair", "deeper")
 MIN_SEEDS = 3
 # Evaluation of every CPU run: greedy pass@1 only (sampled pass@k would cost 4x for no verdict), on the same
@@ -105,7 +108,7 @@ class FindingsConfig:
                   "sft": SMOKE_EVAL, "rl": SMOKE_EVAL, "seeds": [0], "sizes": [8],
                   "handful": 8, "synthetic_only": 8, "sft_steps": 6, "rl_init_steps": 4, "rl_steps": 2,
                   "rl_base_steps": 2, "reward_modes": ["binary", "fine"]},
-        # Fits the regression job: one seed, one size, short runs; too small to decide anything (it says so).
+        # One seed, one size, short runs: ~6 min on 2 cores, too small to decide anything (it says so).
         "quick": {"seeds": [0], "sizes": [1000], "sft_steps": 200, "rl_init_steps": 100, "rl_steps": 20,
                   "rl_base_steps": 20, "reward_modes": ["binary", "fine"], "sft": EVAL, "rl": EVAL},
         # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 37 jobs. Measured on 2 shared cores:
@@ -494,6 +497,15 @@ def write(cfg: FindingsConfig, result: dict) -> list[Path]:
         finally:
             kaleido.stop_sync_server(silence_warnings=True)
     return written
+
+
+def reference(figures_dir: Path = REFERENCE) -> dict:
+    """The findings of the committed reference run (its figures lie beside findings.json)."""
+    path = Path(figures_dir) / "findings.json"
+    if not path.exists():
+        raise UserError(f"no reference findings at {path}; produce them with "
+                        f"`python -m labkit findings --preset paper --out runs/findings`")
+    return json.loads(path.read_text())
 
 
 def summary(result: dict) -> str:

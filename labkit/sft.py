@@ -70,7 +70,7 @@ class SFTConfig:
                   "eval.sizes": {training.TRAIN: 40, "atom_base": 40, "test_in_domain": 40, "test_target": 40}},
         # The quick preset cut to fit notebooks 04/05 into the 15-minute main job (lab.sh): fewer steps, greedy
         # pass@1 only, smaller evaluation samples. `quick` itself is the reference CPU run.
-        "lab": {"epochs": 20, "max_steps": 150, "batch_size": 16, "lr": 2e-3, "eval.every": 50,
+        "lab": {"epochs": 20, "max_steps": 120, "batch_size": 16, "lr": 2e-3, "eval.every": 40,
                 "eval.n_samples": 0, "eval.max_new_tokens": 64,
                 "eval.sizes": {training.TRAIN: 30, "atom_base": 30, "test_in_domain": 30, "test_target": 30}},
         # A GPU: larger samples, more steps.

@@ -189,3 +189,19 @@ def test_sft_mixture_takes_the_first_n_tasks_of_a_split(tmp_path):
     for bad, match in (("train_C:9", "holds only 5"), ("train_C:x", "first N tasks"), ("test_target:2", "not a")):
         with pytest.raises(UserError, match=match):
             sft.load_mixture(config.resolve(sft.SFTConfig, None, {"data_dir": str(tmp_path), "mixture": {bad: 1}}))
+
+
+def test_the_committed_reference_findings_decide_every_finding():
+    # Notebook 07 shows these at `quick` (the main job): they must be complete and readable as a summary.
+    result = ex.reference()
+    for key in ("F1", "F2", "F3", "reward_ordering"):
+        assert result[key]["verdict"] and result[key]["seeds_used"] == result["seeds"], key
+    assert len(result["seeds"]) >= ex.MIN_SEEDS and not result["failed"]
+    assert "F1:" in ex.summary(result)
+    for stem in ("e1-sweep", "e2-target-curves", "e4-reward-modes"):
+        assert (ex.REFERENCE / f"{stem}.png").exists(), stem
+
+
+def test_reference_without_findings_names_the_command(tmp_path):
+    with pytest.raises(UserError, match="findings --preset paper"):
+        ex.reference(tmp_path)
