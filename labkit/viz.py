@@ -112,14 +112,24 @@ def outcome(record: dict) -> str:
     return status
 
 
+def experiment(cfg: dict) -> dict:
+    """A run's config without what differs between the seeds of one experiment: the seed, the output path, and
+    the path of the run it started from (RL from the SFT run of its own seed), which stands in as that run's
+    own experiment when its config can be read."""
+    key = {k: v for k, v in cfg.items() if k not in NOT_EXPERIMENT_KEYS}
+    start = Path(key["init"]) / "config.json" if isinstance(key.get("init"), str) else None
+    if start is not None and start.exists():
+        key["init"] = experiment(json.loads(start.read_text()))
+    return key
+
+
 def seed_groups(run_dirs) -> dict[str, list[Path]]:
     """Runs whose configs are equal except for the seed (and output path), grouped under a common label."""
     groups: dict[str, list[Path]] = {}
     for p in map(Path, run_dirs):
         cfg_path = p / "config.json"
         cfg = json.loads(cfg_path.read_text()) if cfg_path.exists() else {"run": str(p)}
-        key = json.dumps({k: v for k, v in cfg.items() if k not in NOT_EXPERIMENT_KEYS}, sort_keys=True)
-        groups.setdefault(key, []).append(p)
+        groups.setdefault(json.dumps(experiment(cfg), sort_keys=True), []).append(p)
     names = labels([p for g in groups.values() for p in g])
     out = {}
     for members in groups.values():

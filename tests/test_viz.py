@@ -82,6 +82,21 @@ def test_seed_groups_ignore_seed_and_out_dir(run_dirs):
     assert sorted(len(m) for m in groups.values()) == [1, 3]
 
 
+def test_seed_groups_join_runs_started_from_sibling_seeds(tmp_path):
+    # RL runs of seeds 0 and 1, each started from the SFT run of its own seed: one experiment
+    for seed in (0, 1):
+        make_run(tmp_path / f"sft-s{seed}", seed=seed)
+        rl = make_run(tmp_path / f"rl-s{seed}", seed=seed)
+        cfg = json.loads((rl / "config.json").read_text())
+        (rl / "config.json").write_text(json.dumps({**cfg, "init": str(tmp_path / f"sft-s{seed}")}))
+    groups = viz.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])
+    assert list(groups.values()) == [[tmp_path / "rl-s0", tmp_path / "rl-s1"]]
+    # started from different experiments: two groups
+    cfg = json.loads((tmp_path / "sft-s1" / "config.json").read_text())
+    (tmp_path / "sft-s1" / "config.json").write_text(json.dumps({**cfg, "lr": 1.0}))
+    assert len(viz.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])) == 2
+
+
 def test_seed_bands_mean_and_band(run_dirs):
     fig = viz.seed_bands(run_dirs, split="test_target")
     lines = [t for t in fig.data if t.fill != "toself"]
