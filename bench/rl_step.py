@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from labkit import model as models
-from labkit import atomic, rl, sandbox, synth, tasks
+from labkit import atomic, rl, sampling, sandbox, synth, tasks
 
 
 def binary_rewards(task_list: list, completions: list[str]) -> list[float]:
@@ -72,7 +72,7 @@ def main() -> None:
     frozen = copy.deepcopy(lk_model).eval().requires_grad_(False)
     lk_opt = torch.optim.AdamW(lk_model.parameters(), lr=cfg.lr, weight_decay=0.0)
     accelerator = Accelerator(cpu=True)
-    pieces = rl.token_pieces(tokenizer)
+    pieces = sampling.token_pieces(tokenizer)
 
     # TRL: the same model directory, prompts and reward.
     pool = synth.atom_base(atomic.library(0))

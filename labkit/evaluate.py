@@ -4,10 +4,9 @@
     python -m labkit eval --model runs/sft --data data --splits test_in_domain,test_target
 
 The core is `evaluate_tasks(model, tokenizer, tasks, ...)`, which the SFT and RL trainers call on a model in
-memory. The model is given each task's prompt (the `def` line and docstring) and writes the body; sampling is
-batched with the KV cache and left padding. A body ends at its first non-indented line (the stop rule,
-`tasks.cut_completion`), and generation stops as soon as every sequence of a batch has reached such a line or
-eos: generation is most of the cost of an evaluation, and a base model rarely stops on its own.
+memory. The model is given each task's prompt (the `def` line and docstring) and writes the body
+(`sampling.complete`: batched, KV cache, each sample stopped at its first non-indented line or eos, the stop
+rule of `tasks.cut_completion`; generation is most of the cost of an evaluation).
 
 Metrics, per task list: pass@1 of the greedy completion (when `greedy`), unbiased pass@k of `n` samples
 (DESIGN §2.4), the mean share of tests passed, the share of programs that parse, and the share of every verdict
@@ -19,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import json
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,9 +26,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
-import transformers
 
-from labkit import atomic, config, runs, sandbox, synth, tasks
+from labkit import atomic, config, runs, sampling, sandbox, synth, tasks
 from labkit import model as models
 from labkit.config import UserError
 
@@ -40,53 +37,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
-
-# --- sampling ----------------------------------------------------------------------------------------------
-
-_UNINDENTED_LINE = re.compile(r"(?:^|\n)\S")
-
-
-class StopAtUnindentedLine(transformers.StoppingCriteria):
-    """Marks a sequence done once its generated text starts a non-indented line (the body has ended)."""
-
-    def __init__(self, tokenizer, prompt_width: int):
-        self.tokenizer, self.prompt_width = tokenizer, prompt_width
-
-    def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
-        return torch.tensor([bool(_UNINDENTED_LINE.search(t)) for t in texts], device=input_ids.device)
-
-
-@torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], *, temperature: float = 0.0, top_p: float = 1.0,
-             max_new_tokens: int = 128, batch_size: int = 32, use_cache: bool = True) -> list[str]:
-    """One completion per prompt (raw text, not yet cut); greedy when temperature is 0."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    # Batches of similar length waste less on padding; results are put back in the callers' order.
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out = [""] * len(prompts)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    try:
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            # No special tokens: the trainers tokenise prompts the same way (training.encode).
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(device)
-            width = enc["input_ids"].shape[1]
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
-                dict(do_sample=False)
-            ids = model.generate(**enc, **sampling, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                 stopping_criteria=[StopAtUnindentedLine(tokenizer, width)])
-            for i, text in zip(idx, tokenizer.batch_decode(ids[:, width:], skip_special_tokens=True)):
-                out[i] = text
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return out
 
 
 # --- evaluation of a task list --------------------------------------------------------------------------
@@ -113,7 +63,7 @@ def _parses(program: str) -> bool:
 
 def evaluate_tasks(model, tokenizer, task_list: list[tasks.Task], *, n: int = 10, k: int | list[int] = (1, 5, 10),
                    temperature: float = 0.8, top_p: float = 0.95, max_new_tokens: int = 128, greedy: bool = True,
-                   batch_size: int = 32, timeout: float = 1.0, seed: int | None = None) -> EvalResult:
+                   batch_size: int = 256, timeout: float = 1.0, seed: int | None = None) -> EvalResult:
     """Sample and judge completions for `task_list`; returns (metrics, one record per completion).
 
     greedy: one greedy completion per task, reported as "pass@1" (the sampled estimate of pass@1, if k holds
@@ -128,10 +78,10 @@ def evaluate_tasks(model, tokenizer, task_list: list[tasks.Task], *, n: int = 10
     if seed is not None:
         torch.manual_seed(seed)
     jobs = [(t, "greedy", 0) for t in task_list] if greedy else []
-    completions = generate(model, tokenizer, [t.prompt for t in task_list], temperature=0.0,
+    completions = sampling.complete(model, tokenizer, [t.prompt for t in task_list], temperature=0.0,
                            max_new_tokens=max_new_tokens, batch_size=batch_size) if greedy else []
     sampled = [(t, "sample", j) for t in task_list for j in range(n)]
-    completions += generate(model, tokenizer, [t.prompt for t, _, _ in sampled], temperature=temperature,
+    completions += sampling.complete(model, tokenizer, [t.prompt for t, _, _ in sampled], temperature=temperature,
                             top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size) if n else []
     jobs += sampled
     samples = [{"mode": mode, "sample": j, **record}
@@ -208,7 +158,7 @@ class EvalConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     max_new_tokens: int = 128
-    batch_size: int = 32
+    batch_size: int = 256           # prompts sampled together (finished samples leave the batch)
     seed: int = 0
     timeout: float = 1.0            # sandbox seconds per test; HumanEval's check is one test: give it 3+
     out_dir: str = "runs/eval"
@@ -216,7 +166,7 @@ class EvalConfig:
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"limit": 8, "n": 2, "k": [1, 2], "max_new_tokens": 48},
         "quick": {"n": 10, "k": [1, 5, 10]},
-        "full": {"n": 200, "k": [1, 10, 100], "batch_size": 128, "max_new_tokens": 512},
+        "full": {"n": 200, "k": [1, 10, 100], "max_new_tokens": 512},
     }
 
 

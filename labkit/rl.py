@@ -40,7 +40,7 @@ from typing import Callable, ClassVar, Literal
 import torch
 from tqdm.auto import tqdm
 
-from labkit import config, rewards, runs, sandbox, training
+from labkit import config, rewards, runs, sampling, sandbox, training
 from labkit import tasks as tasks_mod
 from labkit.config import UserError
 from labkit.model import ModelConfig, add_lora, load
@@ -115,94 +115,7 @@ ROLLOUT = "rl"   # the split of the per-step metrics of the samples RL trains on
 CLI_ALIASES = {"--init": "init", "--out": "out_dir", "--seed": "seed", "--data": "data_dir"}
 
 
-# --- sampling: batched generation that stops each sample at the end of its function -------------------------
-
-def token_pieces(tokenizer) -> list[str]:
-    """The text of every token id on its own; special tokens are empty (they never reach a program)."""
-    pieces = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-    for i in tokenizer.all_special_ids:
-        pieces[i] = ""
-    return pieces
-
-
-def _scan(piece: str, at_line_start: bool) -> tuple[bool, bool]:
-    """(does this piece start a non-indented line?, is the text at a line start after it?)"""
-    for ch in piece:
-        if ch == "\n":
-            at_line_start = True
-        elif at_line_start and not ch.isspace():
-            return True, False
-        else:
-            at_line_start = False
-    return False, at_line_start
-
-
-class FunctionEnd:
-    """The stop rule of `tasks.cut_completion` per token: a sample ends once it starts a non-indented line or
-    emits a special token (eos). Two lookup tables indexed by (at a line start?, token id) make the check a
-    gather instead of a decode. Prompts end with a newline, so every sample starts at a line start."""
-
-    def __init__(self, pieces: list[str], special_ids: list[int], device):
-        scans = [[_scan(p, s) for p in pieces] for s in (False, True)]
-        self.done = torch.tensor([[d for d, _ in row] for row in scans], device=device)
-        self.nxt = torch.tensor([[int(a) for _, a in row] for row in scans], device=device)
-        self.done[:, special_ids] = True
-
-
-def _pick(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool) -> torch.Tensor:
-    if greedy:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / temperature, -1)
-    if top_p < 1.0:   # nucleus: keep the smallest set of tokens whose probability reaches top_p
-        sorted_p, order = probs.sort(-1, descending=True)
-        sorted_p[(sorted_p.cumsum(-1) - sorted_p) >= top_p] = 0
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1).squeeze(1)
-
-
-@torch.no_grad()
-def generate(model, prompt_ids, prompt_mask, stop: FunctionEnd, *, max_new_tokens: int, temperature: float = 1.0,
-             top_p: float = 1.0, greedy: bool = False, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample with the KV cache; a finished sample leaves the batch (its rows of the cache are dropped), so the
-    cost follows the tokens actually generated, not batch size x the longest sample.
-
-    Returns (tokens [N, max_new_tokens] padded with pad_id, lengths [N]: tokens up to and including the one
-    that ended the function, or -1 when max_new_tokens came first). Why not `model.generate` with a stopping
-    criterion: it keeps computing finished rows until the longest sample ends, and its per-token overhead was
-    about 60% of generation time for the lab's small models (64 x 64 tokens: 0.32 s vs 0.12 s for a bare loop).
-    """
-    from transformers import DynamicCache
-
-    n = len(prompt_ids)
-    device = prompt_ids.device
-    out = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    lengths = torch.full((n,), -1, dtype=torch.long, device=device)
-    rows = torch.arange(n, device=device)
-    mask = prompt_mask
-    positions = (mask.cumsum(1) - 1).clamp(min=0)   # left padding: each prompt's positions start at 0
-    cache = DynamicCache()
-    logits = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]
-    position = positions[:, -1] + 1
-    at_start = torch.ones(n, dtype=torch.long, device=device)
-    for t in range(max_new_tokens):
-        token = _pick(logits, temperature, top_p, greedy)
-        out[rows, t] = token
-        done = stop.done[at_start, token]
-        at_start = stop.nxt[at_start, token]
-        lengths[rows[done]] = t + 1
-        if t == max_new_tokens - 1 or done.all():
-            break
-        if done.any():
-            keep = (~done).nonzero().squeeze(1)
-            cache.batch_select_indices(keep)
-            rows, mask, token, position, at_start = rows[keep], mask[keep], token[keep], position[keep], at_start[keep]
-        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
-        logits = model(input_ids=token.unsqueeze(1), attention_mask=mask, position_ids=position.unsqueeze(1),
-                       past_key_values=cache, use_cache=True).logits[:, -1]
-        position = position + 1
-    return out, lengths
-
+# --- sampling (labkit/sampling.py) into the trainer's layout -------------------------------------------
 
 @dataclass
 class Rollout:
@@ -220,15 +133,6 @@ class Rollout:
         return len(self.tasks)
 
 
-def encode_prompts(tokenizer, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt ids, tokenised like `training.encode` (no special tokens)."""
-    ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = max(map(len, ids))
-    out = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids], device=device)
-    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=device)
-    return out, mask
-
-
 def sample(model, tokenizer, pieces: list[str], task_list: list, n: int, *, temperature: float, top_p: float,
            max_new_tokens: int, greedy: bool = False) -> Rollout:
     """`n` completions per task (task i's are rows i*n .. i*n+n-1), sampled as one batch."""
@@ -236,9 +140,9 @@ def sample(model, tokenizer, pieces: list[str], task_list: list, n: int, *, temp
     model.eval()
     device = next(model.parameters()).device
     expanded = [t for t in task_list for _ in range(n)]
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, [t.prompt for t in expanded], device)
-    stop = FunctionEnd(pieces, tokenizer.all_special_ids, device)
-    gen, lengths = generate(model, prompt_ids, prompt_mask, stop, max_new_tokens=max_new_tokens,
+    prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [t.prompt for t in expanded], device)
+    stop = sampling.FunctionEnd(pieces, tokenizer.all_special_ids, device)
+    gen, lengths = sampling.generate(model, prompt_ids, prompt_mask, stop, max_new_tokens=max_new_tokens,
                             temperature=temperature, top_p=top_p, greedy=greedy, pad_id=tokenizer.pad_token_id)
     model.train(was_training)
     truncated = (lengths < 0).tolist()
@@ -629,7 +533,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     step = state["step"]
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
-    pieces = token_pieces(tokenizer)
+    pieces = sampling.token_pieces(tokenizer)
     # RLTF: the generator is a copy refreshed from the trainer every `refresh_every` steps (a resumed run starts
     # with a fresh copy); its samples wait in a queue, restored from the checkpoint.
     generator = copy.deepcopy(unwrapped) if cfg.algorithm == "rltf" and cfg.refresh_every > 1 else unwrapped

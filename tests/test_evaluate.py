@@ -1,10 +1,9 @@
-"""Evaluation: unbiased pass@k, the stop rule during generation, judging in the sandbox, metrics, the CLI."""
+"""Evaluation: unbiased pass@k, judging in the sandbox, metrics, the CLI (sampling: tests/test_sampling.py)."""
 import itertools
 import json
 import math
 
 import pytest
-import torch
 
 from labkit import atomic, cli, evaluate, synth, tasks
 from labkit import model as models
@@ -31,17 +30,6 @@ def test_pass_at_k_equals_exact_counting_over_all_k_subsets(n):
 def test_pass_at_k_is_stable_where_binomials_overflow_floats():
     assert pass_at_k(2000, 0, 1000) == 0.0
     assert 0.0 < pass_at_k(2000, 1, 1000) == pytest.approx(0.5)
-
-
-def test_stopping_criterion_marks_a_sequence_done_at_its_first_unindented_line():
-    tok = models.embedded_tokenizer()
-    texts = ["def f():\n    return 1\n", "    return 1\nprint(f())\n", "    x = 1\n\n    return x\n", "oops"]
-    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
-    width = max(map(len, ids))
-    batch = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
-    prompt = torch.full((len(texts), 2), tok.pad_token_id)
-    stop = evaluate.StopAtUnindentedLine(tok, prompt_width=2)
-    assert stop(torch.cat([prompt, batch], 1), None).tolist() == [True, True, False, True]
 
 
 @pytest.fixture(scope="module")
@@ -99,18 +87,6 @@ def test_evaluate_tasks_samples_cuts_and_judges(tiny_model, atom_tasks):
                                     max_new_tokens=24, seed=0)
     assert [s["completion"] for s in again.samples] == [s["completion"] for s in result.samples]
     assert model.training                                         # left as it was found
-
-
-def test_generation_stops_early_and_matches_the_no_cache_peer(tiny_model, atom_tasks):
-    model, tok = tiny_model
-    prompts = [t.prompt for t in atom_tasks]
-    with_cache = evaluate.generate(model, tok, prompts, max_new_tokens=24)
-    without = evaluate.generate(model, tok, prompts, max_new_tokens=24, use_cache=False)
-    assert with_cache == without                                  # greedy: the KV cache changes nothing
-    for text in with_cache:                                       # nothing generated past the stop line
-        cut = tasks.cut_completion(text)
-        rest = text[len(cut.rstrip("\n")):].lstrip("\n")
-        assert rest.count("\n") <= 1
 
 
 def test_humaneval_problems_load_and_their_canonical_solutions_pass():

@@ -1,9 +1,9 @@
-"""RL: the GRPO math, the stop rule during sampling, token-level rewards reaching exactly the erroring line,
-smoke runs from the base model and from an SFT checkpoint, and kill -9 + resume (tests/test_sft.py)."""
+"""RL: the GRPO math, token-level rewards reaching exactly the erroring line, smoke runs from the base model
+and from an SFT checkpoint, and kill -9 + resume (tests/test_sft.py). The stop rule: tests/test_sampling.py."""
 import pytest
 import torch
 
-from labkit import rl
+from labkit import rl, sampling
 
 
 # --- the math -----------------------------------------------------------------------------------------------
@@ -54,9 +54,9 @@ def _rollout(tokenizer, n: int) -> rl.Rollout:
     task = Task(id="t", split="train_A", prompt=PROMPT, entry_point="add_one", solution="    return x + 1\n",
                 tests=[{"args": [1], "expected": 2}, {"args": [5], "expected": 6}], atoms=[], depth=1)
     ids = tokenizer(BODY, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    text, spans = rl._spans(tokenizer, rl.token_pieces(tokenizer), ids)
+    text, spans = rl._spans(tokenizer, sampling.token_pieces(tokenizer), ids)
     assert text == BODY
-    prompt_ids, prompt_mask = rl.encode_prompts(tokenizer, [PROMPT] * n, "cpu")
+    prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [PROMPT] * n, "cpu")
     batch = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=torch.tensor([ids] * n),
                  completion_mask=torch.ones(n, len(ids), dtype=torch.long))
     return rl.Rollout([task] * n, batch, [text] * n, [BODY] * n, [spans] * n, [False] * n)
