@@ -15,7 +15,7 @@ fixed; the seed fixes each run's initialisation of LoRA/sampling, data order and
      mode.
 
 Each run is a subprocess `python -m labkit sft|rl ...` with one torch thread, `workers` of them side by side
-(DESIGN §2.3: independent runs side by side beat two threads per run on 2 cores). A run is complete when its
+(`jobs.py`; DESIGN §2.3: independent runs side by side beat two threads per run on 2 cores). A run is complete when its
 checkpoint at its last step exists; complete runs are skipped, and an interrupted one resumes (the stages
 resume themselves), so re-running the same command finishes a suite.
 
@@ -41,8 +41,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ import numpy as np
 from labkit import config
 from labkit import runs as runstore
 from labkit.config import UserError
+from labkit.jobs import Job, run_jobs
 
 MODES = ("binary", "coarse", "fine", "adaptive")   # the paper's ablation order, weakest first
 # The committed reference run of the `paper` preset: findings.json and its PNG figures (notebook 07 shows it
@@ -127,28 +126,6 @@ CLI_ALIASES = {"--out": "out_dir", "--figures": "figures_dir"}
 
 
 # --- the suite as data --------------------------------------------------------------------------------------
-
-@dataclass
-class Job:
-    """One stage run: `python -m labkit STAGE --preset PRESET --out OUT --set k=v ...`."""
-    name: str                        # its path under the suite's run root, e.g. "e1/atomic+60/s0"
-    stage: str                       # synth | pretrain | sft | rl
-    out: Path
-    preset: str
-    overrides: dict[str, Any]
-    done_file: str                   # relative to out: exists once the run is complete
-    after: tuple[str, ...] = ()      # jobs that must be complete before this one starts
-
-    def argv(self) -> list[str]:
-        args = [sys.executable, "-m", "labkit", self.stage, "--preset", self.preset, "--out", str(self.out)]
-        for key, value in self.overrides.items():
-            text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-            args += ["--set", f"{key}={text}"]
-        return args
-
-    def complete(self) -> bool:
-        return (self.out / self.done_file).exists()
-
 
 def _ckpt(steps: int) -> str:
     return f"checkpoints/step-{steps:06d}"
@@ -230,46 +207,6 @@ def suite(cfg: FindingsConfig) -> list[Job]:
                 rl(f"e4/{mode}", seed, "e2/sft-start", prompts="fresh", reward=mode,
                    algorithm=cfg.ablation_algorithm)
     return jobs
-
-
-# --- the runner -----------------------------------------------------------------------------------------------
-
-def run_jobs(jobs: list[Job], workers: int = 2, threads: int = 1, log_dir: Path | None = None,
-             poll: float = 0.5) -> dict[str, str]:
-    """Run the incomplete jobs, `workers` at a time, each after the jobs it depends on.
-
-    Returns name -> "skipped" (already complete), "done", "failed" (non-zero exit; see its log) or "blocked"
-    (a job it depends on failed). Logs go to LOG_DIR/<name>.log.
-    """
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OMP_WAIT_POLICY": "PASSIVE", "TQDM_MININTERVAL": "10"}
-    status = {j.name: "skipped" for j in jobs if j.complete()}
-    pending = [j for j in jobs if j.name not in status]
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    total, started = len(pending), time.time()
-    while pending or running:
-        for name, (proc, t0) in list(running.items()):
-            if proc.poll() is not None:
-                status[name] = "done" if proc.returncode == 0 else "failed"
-                del running[name]
-                print(f"findings: {status[name]} {name} in {time.time() - t0:.0f}s "
-                      f"({sum(s in ('done', 'failed') for s in status.values())}/{total}, "
-                      f"{time.time() - started:.0f}s)", flush=True)
-        for job in list(pending):
-            if any(status.get(a) in ("failed", "blocked") for a in job.after):
-                status[job.name] = "blocked"
-                pending.remove(job)
-            elif len(running) < workers and all(status.get(a) in ("done", "skipped") for a in job.after):
-                log = None
-                if log_dir is not None:
-                    (log_dir / job.name).parent.mkdir(parents=True, exist_ok=True)
-                    log = open(log_dir / f"{job.name}.log", "a")
-                proc = subprocess.Popen(job.argv(), env=env, stdout=log or subprocess.DEVNULL,
-                                        stderr=subprocess.STDOUT)
-                running[job.name] = (proc, time.time())
-                pending.remove(job)
-        time.sleep(poll)
-    return status
 
 
 # --- reading results ------------------------------------------------------------------------------------------

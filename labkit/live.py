@@ -4,17 +4,20 @@
     sft.train(cfg, callbacks=[live])          # the figure below the cell grows at every logged batch
 
 A callback receives each batch of metric records as the trainer logs them (the same dicts that go to
-metrics.jsonl). The figure is re-displayed through an IPython display handle rather than a FigureWidget, so it
+metrics.jsonl). Runs in other processes (`jobs.run_jobs`, runs side by side) are followed through their
+run directories instead: `LiveRuns({"atomic only": path, ...})` is the runner's `watch`. The figure is re-displayed through an IPython display handle rather than a FigureWidget, so it
 needs no widget front end and works the same in JupyterLab and in a headless papermill run. Figures of
 finished runs are drawn from their run directories by `labkit.viz`.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from labkit.runs import read_jsonl
 from labkit.viz import DASHES, PALETTE
 
 
@@ -62,3 +65,21 @@ class LiveCurves:
             self.handle = display(self.figure(), display_id=True)
         else:
             self.handle.update(self.figure())
+
+
+class LiveRuns:
+    """One `LiveCurves` per run directory, redrawn whenever its metrics.jsonl has changed since the last call."""
+
+    def __init__(self, runs: dict[str, str | Path], metric: str = "pass@1", loss: str = "train_loss"):
+        self.curves = {title: LiveCurves(title, metric, loss) for title in runs}
+        self.paths = {title: Path(path) / "metrics.jsonl" for title, path in runs.items()}
+        self.seen = dict.fromkeys(runs, 0)
+
+    def __call__(self) -> None:
+        for title, path in self.paths.items():
+            records = read_jsonl(path) if path.exists() else []
+            if len(records) != self.seen[title]:   # new lines, or fewer: a resumed run dropped its tail
+                self.seen[title] = len(records)
+                curves = self.curves[title]
+                curves.points.clear()
+                curves(records)

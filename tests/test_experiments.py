@@ -1,7 +1,6 @@
 """The findings suite: the verdict rules on made-up numbers (each verdict can come out either way), the runner's
 skip-if-complete and dependency handling, and the smoke suite end to end (slow)."""
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -123,7 +122,7 @@ def test_findings_with_missing_runs_use_only_complete_seeds(tmp_path):
     assert r["reward_ordering"]["verdict"].startswith("inconclusive (only 0 seeds")
 
 
-# --- the suite and the runner ---------------------------------------------------------------------------------
+# --- the suite (its runner: tests/test_jobs.py) ---------------------------------------------------------------------------------
 
 def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
     cfg = config.resolve(ex.FindingsConfig, "paper", {"out_dir": "/tmp/x"})
@@ -135,33 +134,6 @@ def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
     assert "--set" in jobs["e4/fine/s0"].argv() and "reward=fine" in jobs["e4/fine/s0"].argv()
     with pytest.raises(UserError, match="handful"):
         ex.suite(config.resolve(ex.FindingsConfig, "paper", {"handful": 7}))
-
-
-class _Script(ex.Job):
-    """A job that runs a Python snippet instead of a stage (the runner only needs argv and the done file)."""
-    def __init__(self, name, tmp, code, after=()):
-        super().__init__(name, "x", tmp / name, "x", {}, "done", after)
-        self.code = code
-
-    def argv(self):
-        return [sys.executable, "-c", self.code]
-
-
-def test_runner_skips_complete_jobs_and_blocks_dependents_of_failures(tmp_path):
-    def touch(name):
-        return (f"import pathlib; p = pathlib.Path({str(tmp_path / name)!r}); p.mkdir(parents=True, exist_ok=True);"
-                f"(p / 'done').touch(); (p.parent / ({name!r} + '.ran')).touch()")
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "done").touch()
-    jobs = [_Script("old", tmp_path, touch("old")), _Script("a", tmp_path, touch("a"), after=("old",)),
-            _Script("b", tmp_path, "raise SystemExit(3)"), _Script("c", tmp_path, touch("c"), after=("b",)),
-            _Script("d", tmp_path, touch("d"), after=("a",))]
-    status = ex.run_jobs(jobs, workers=2, log_dir=tmp_path / "logs", poll=0.05)
-    assert status == {"old": "skipped", "a": "done", "b": "failed", "c": "blocked", "d": "done"}
-    assert not (tmp_path / "old.ran").exists() and (tmp_path / "d.ran").exists()
-    assert not (tmp_path / "c").exists()
-    assert ex.run_jobs(jobs[:2] + jobs[4:], workers=2, poll=0.05) == {"old": "skipped", "a": "skipped",
-                                                                      "d": "skipped"}
 
 
 @pytest.mark.slow
