@@ -17,6 +17,7 @@ mkdir -p figures/quick
 echo "== main job finished in $(( ($(date +%s) - start) / 60 )) min $(( ($(date +%s) - start) % 60 )) s (exit $status)"
 echo "   report:  $work/report.html"
 echo "   figures: figures/quick/"
-echo "   explore: .venv/bin/jupyter lab notebooks/   (the notebooks find these runs under $work when you set"
-echo "            work_dir = \"../$work\" in their parameters cell)"
+echo "   explore: .venv/bin/jupyter lab $work   (the executed notebooks, outputs included, in $work/NN/)"
+echo "            or .venv/bin/jupyter lab notebooks/ and set work_dir = \"../$work\" in 06_dashboard's"
+echo "            parameters cell to look at these runs in the dashboard"
 exit $status

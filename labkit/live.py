@@ -5,9 +5,10 @@
 
 A callback receives each batch of metric records as the trainer logs them (the same dicts that go to
 metrics.jsonl). Runs in other processes (`jobs.run_jobs`, runs side by side) are followed through their
-run directories instead: `LiveRuns({"atomic only": path, ...})` is the runner's `watch`. The figure is re-displayed through an IPython display handle rather than a FigureWidget, so it
-needs no widget front end and works the same in JupyterLab and in a headless papermill run. Figures of
-finished runs are drawn from their run directories by `labkit.viz`.
+run directories instead: `LiveRuns({"atomic only": path, ...})` is the runner's `watch`. The figure is
+re-displayed through an IPython display handle rather than a FigureWidget, so it needs no widget front end and
+works the same in JupyterLab and in a headless papermill run (one output per figure, updated in place).
+Figures of finished runs are drawn from their run directories by `labkit.viz`.
 """
 from __future__ import annotations
 
@@ -61,10 +62,13 @@ class LiveCurves:
     def show(self) -> None:
         from IPython.display import display
 
+        # The figure's MIME bundle, not the figure: IPython hands a plotly Figure to its own `_ipython_display_`,
+        # which ignores display_id, so every update would append a new figure instead of redrawing this one.
+        bundle = self.figure()._repr_mimebundle_()
         if self.handle is None:
-            self.handle = display(self.figure(), display_id=True)
+            self.handle = display(bundle, raw=True, display_id=True)
         else:
-            self.handle.update(self.figure())
+            self.handle.update(bundle, raw=True)
 
 
 class LiveRuns:

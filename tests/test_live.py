@@ -44,3 +44,19 @@ def test_live_runs_follow_metrics_files_as_they_grow_and_when_a_resume_cuts_them
     runs.write_jsonl(a / "metrics.jsonl", [rec(0, "train", "pass@1", 0.0)])   # resumed: the tail dropped
     follow()
     assert shown == ["A", "A"] and follow.curves["A"].points == {"train": [(0, 0.0)]}
+
+
+def test_in_a_kernel_each_figure_is_one_output_redrawn_in_place():
+    import nbclient
+    import nbformat
+    code = ("from labkit.live import LiveCurves\n"
+            "a, b = LiveCurves('a'), LiveCurves('b')\n"
+            "for step in range(4):\n"
+            "    a([{'step': step, 'split': 'train', 'metric': 'pass@1', 'value': step / 4}])\n"
+            "    b([{'step': step, 'split': 'train', 'metric': 'train_loss', 'value': 1 / (step + 1)}])")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    assert [o.output_type for o in outputs] == ["display_data", "display_data"]
+    fig = outputs[0].data["application/vnd.plotly.v1+json"]
+    assert fig["layout"]["title"]["text"] == "a" and len(fig["data"][0]["x"]) == 4   # the last state
