@@ -79,10 +79,11 @@ def evaluate_tasks(model, tokenizer, task_list: list[tasks.Task], *, n: int = 10
         torch.manual_seed(seed)
     jobs = [(t, "greedy", 0) for t in task_list] if greedy else []
     completions = sampling.complete(model, tokenizer, [t.prompt for t in task_list], temperature=0.0,
-                           max_new_tokens=max_new_tokens, batch_size=batch_size) if greedy else []
+                                    max_new_tokens=max_new_tokens, batch_size=batch_size) if greedy else []
     sampled = [(t, "sample", j) for t in task_list for j in range(n)]
-    completions += sampling.complete(model, tokenizer, [t.prompt for t, _, _ in sampled], temperature=temperature,
-                            top_p=top_p, max_new_tokens=max_new_tokens, batch_size=batch_size) if n else []
+    completions += sampling.complete(model, tokenizer, [t.prompt for t, _, _ in sampled],
+                                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                     batch_size=batch_size) if n else []
     jobs += sampled
     samples = [{"mode": mode, "sample": j, **record}
                for (_, mode, j), record in zip(jobs, judge([t for t, _, _ in jobs], completions, timeout))]

@@ -15,9 +15,9 @@ fixed; the seed fixes each run's initialisation of LoRA/sampling, data order and
      mode.
 
 Each run is a subprocess `python -m labkit sft|rl ...` with one torch thread, `workers` of them side by side
-(`jobs.py`; DESIGN §2.3: independent runs side by side beat two threads per run on 2 cores). A run is complete when its
-checkpoint at its last step exists; complete runs are skipped, and an interrupted one resumes (the stages
-resume themselves), so re-running the same command finishes a suite.
+(`jobs.py`; DESIGN §2.3: independent runs side by side beat two threads per run on 2 cores). A run is complete
+when its checkpoint at its last step exists; complete runs are skipped, and an interrupted one resumes (the
+stages resume themselves), so re-running the same command finishes a suite.
 
 Verdicts. Written before any result was looked at, and not changed after. Each finding has one decision
 statistic with one value per seed; over the n seeds, with mean m and sample standard deviation s (ddof=1):

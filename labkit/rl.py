@@ -141,7 +141,7 @@ def sample(model, tokenizer, pieces: list[str], task_list: list, n: int, *, temp
     device = next(model.parameters()).device
     expanded = [t for t in task_list for _ in range(n)]
     prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [t.prompt for t in expanded], device)
-    stop = sampling.FunctionEnd(pieces, tokenizer.all_special_ids, device)
+    stop = sampling.stop_rule(tokenizer, device)
     gen, lengths = sampling.generate(model, prompt_ids, prompt_mask, stop, max_new_tokens=max_new_tokens,
                             temperature=temperature, top_p=top_p, greedy=greedy, pad_id=tokenizer.pad_token_id)
     model.train(was_training)

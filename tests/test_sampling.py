@@ -33,7 +33,7 @@ class Scripted(torch.nn.Module):
                                   "    s = \'\'\'\nnot code\'\'\'\n", "\n\n    return 1\n# a comment\n"])
 def test_generation_ends_a_sample_where_cut_completion_cuts_it(tokenizer, text):
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    stop = sampling.FunctionEnd(sampling.token_pieces(tokenizer), tokenizer.all_special_ids, "cpu")
+    stop = sampling.stop_rule(tokenizer, "cpu")
     prompt = torch.tensor([[tokenizer.pad_token_id]])
     out, lengths = sampling.generate(Scripted(ids + [tokenizer.eos_token_id], len(tokenizer)), prompt,
                                      torch.ones_like(prompt), stop, max_new_tokens=len(ids) + 1, greedy=True)
@@ -49,7 +49,7 @@ def test_generation_ends_a_sample_where_cut_completion_cuts_it(tokenizer, text):
 
 
 def test_eos_ends_a_sample(tokenizer):
-    stop = sampling.FunctionEnd(sampling.token_pieces(tokenizer), tokenizer.all_special_ids, "cpu")
+    stop = sampling.stop_rule(tokenizer, "cpu")
     assert stop.done[0, tokenizer.eos_token_id] and stop.done[1, tokenizer.eos_token_id]
 
 
