@@ -21,8 +21,8 @@ import torch
 
 import transformers
 
-from labkit import atomic, sampling, synth, tasks
-from labkit import model as models
+from labkit import atomic, sampling, tasks
+from labkit import models
 
 
 UNINDENTED_LINE = re.compile(r"(?:^|\n)\S")
@@ -68,7 +68,7 @@ def main() -> None:
     name = a.model if Path(a.model).exists() else "embedded"
     model, tokenizer = models.load(models.ModelConfig(name_or_path=name, size="small"), seed=0)
     model.eval()
-    prompts = [t.prompt for t in synth.atom_base(atomic.library())][:a.prompts]
+    prompts = [t.prompt for t in tasks.atom_base(atomic.library())][:a.prompts]
     sides = {
         "labkit": lambda: sampling.complete(model, tokenizer, prompts, max_new_tokens=a.max_new_tokens,
                                             batch_size=a.batch_size),

@@ -15,9 +15,11 @@ the JSON reports the mean completion length of each side beside the times.
 Writes runs/bench/rl_step.json (medians with their range, the ratio TRL / labkit: above 1 means labkit is faster).
 """
 import argparse
+import collections
 import copy
 import json
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -25,8 +27,7 @@ from pathlib import Path
 
 import torch
 
-from labkit import model as models
-from labkit import atomic, rl, sampling, sandbox, synth, tasks
+from labkit import atomic, loop, models, rl, sampling, sandbox, tasks
 
 
 def binary_rewards(task_list: list, completions: list[str]) -> list[float]:
@@ -48,7 +49,6 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench/rl_step.json")
     args = parser.parse_args()
 
-    from accelerate import Accelerator
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -70,12 +70,13 @@ def main() -> None:
     model_cfg = models.ModelConfig(name_or_path=model_dir, device="cpu")
     lk_model, tokenizer = models.load(model_cfg, seed=0)
     frozen = copy.deepcopy(lk_model).eval().requires_grad_(False)
-    lk_opt = torch.optim.AdamW(lk_model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    accelerator = Accelerator(cpu=True)
-    pieces = sampling.token_pieces(tokenizer)
+    lk_loop = loop.Loop(cfg, "rl", cpu=True)   # the trainer's loop, holding just the model and optimizer
+    lk_loop.model, lk_loop.tokenizer = lk_model, tokenizer
+    lk_loop.optimizer = torch.optim.AdamW(lk_model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    actors = rl.Actors(cfg, frozen, lk_model, sampling.token_pieces(tokenizer), collections.deque(), random.Random(0))
 
     # TRL: the same model directory, prompts and reward.
-    pool = synth.atom_base(atomic.library(0))
+    pool = tasks.atom_base(atomic.library(0))
     data = Dataset.from_list([{"prompt": t.prompt, "task": i} for i, t in enumerate(pool)])
 
     trl_args = GRPOConfig(
@@ -106,8 +107,7 @@ def main() -> None:
             times["trl"].append(time.perf_counter() - self.mark)
             chosen = [pool[i] for i in seen[-1]]
             t0 = time.perf_counter()
-            rollout, _, _ = rl.grpo_step(lk_model, lk_model, frozen, tokenizer, pieces, lk_opt, accelerator,
-                                         chosen, cfg)
+            rollout, _, _ = rl.rl_step(lk_loop, actors, chosen)
             times["labkit"].append(time.perf_counter() - t0)
             lengths["labkit"] += rollout.batch["completion_mask"].sum(1).tolist()
             print(f"step {len(times['trl'])}: trl {times['trl'][-1]:.2f} s, labkit {times['labkit'][-1]:.2f} s",

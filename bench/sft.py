@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from labkit import atomic, config, model as model_mod, runs, sft, synth
+from labkit import atomic, config, models, runs, sft, tasks
 
 BATCH, LR, MAX_LEN, SEED = 16, 2e-3, 384, 0
 
@@ -47,7 +47,7 @@ def trl_side(task_list: list, epochs: int, strategy: str) -> dict:
     import datasets
     import trl
 
-    model, tokenizer = model_mod.load(model_mod.ModelConfig(size="small"), seed=SEED)
+    model, tokenizer = models.load(models.ModelConfig(size="small"), seed=SEED)
     data = datasets.Dataset.from_list([{"prompt": t.prompt, "completion": t.solution} for t in task_list])
     with tempfile.TemporaryDirectory() as out:
         args = trl.SFTConfig(
@@ -82,7 +82,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    task_list = synth.atom_base(atomic.library(SEED))
+    task_list = tasks.atom_base(atomic.library(SEED))
     data_dir = Path(tempfile.mkdtemp(prefix="bench-sft-data-"))
     runs.write_jsonl(data_dir / "atom_base.jsonl", [t.to_json() for t in task_list])
     (data_dir / "manifest.json").write_text(json.dumps({"note": "bench/sft.py: the atomic tasks only"}))

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from labkit import model as models
+from labkit import models
 from labkit import pretrain
 
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}   # dense bf16 FLOP/s from the vendors' sheets

@@ -1,7 +1,7 @@
 """The atomic library: 100 basic Python functions, each a small task with prompts, a typed signature and tests.
 
 The functions themselves are written as ordinary Python in `atomic_functions.py`, each under an `@atom(...)`
-decorator that records its topic, prompt phrasings and input generator. This module turns them into
+decorator that records its topic, prompt phrasings and input generator in `atomic_functions.FUNCTIONS`. This module turns them into
 `AtomicSpec` records: the reference source text (decorator stripped, so it is self-contained), the signature
 from the annotations, and tests made by running the reference on seeded inputs.
 
@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from labkit import config
+from labkit import atomic_functions, config, sandbox
 
 # The type vocabulary. Composition (synth.py) links f -> g when f's return type is g's first parameter type.
 TYPES = ("int", "float", "str", "bool", "list[int]", "list[str]", "dict[str, int]", "list[list[int]]")
@@ -69,19 +69,6 @@ class AtomicSpec:
         return d
 
 
-# --- registration -----------------------------------------------------------------------------------------
-
-_REGISTRY: list[tuple[Callable, str, tuple[str, ...], Callable]] = []
-
-
-def atom(topic: str, generate: Callable[[random.Random], tuple], *prompts: str):
-    """Decorator for a reference implementation in atomic_functions.py."""
-    def register(fn):
-        _REGISTRY.append((fn, topic, prompts, generate))
-        return fn
-    return register
-
-
 def _type_name(tp) -> str:
     name = tp.__name__ if isinstance(tp, type) else str(tp)
     return name.replace("typing.", "")
@@ -117,8 +104,7 @@ def _make_spec(fn, topic, prompts, generate, seed: int, n_tests: int) -> AtomicS
 
 @functools.lru_cache(maxsize=8)
 def _library(seed: int, n_tests: int) -> tuple[AtomicSpec, ...]:
-    from labkit import atomic_functions  # noqa: F401  (importing registers the functions)
-    return tuple(_make_spec(*entry, seed=seed, n_tests=n_tests) for entry in _REGISTRY)
+    return tuple(_make_spec(*entry, seed=seed, n_tests=n_tests) for entry in atomic_functions.FUNCTIONS)
 
 
 def library(seed: int = 0, n_tests: int = 8) -> list[AtomicSpec]:
@@ -233,9 +219,8 @@ def check_program(spec: AtomicSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check(specs: list[AtomicSpec], timeout: float = 10.0) -> dict[str, str]:
+def check_references(specs: list[AtomicSpec], timeout: float = 10.0) -> dict[str, str]:
     """Run every spec's check program in isolation; returns {name: status}."""
-    from labkit import sandbox
     verdicts = sandbox.run_many([check_program(s) for s in specs], timeout=timeout)
     return {s.name: v.status for s, v in zip(specs, verdicts)}
 
@@ -274,7 +259,7 @@ def run_cli(cfg: AtomicConfig, args) -> int:
             for s in members:
                 print(f"  {s.name:28s} {s.signature:45s} {s.describe()}")
     if args.check or not (args.json or args.list):
-        status = check(specs, cfg.timeout)
+        status = check_references(specs, cfg.timeout)
         counts = Counter(status.values())
         for name, st in status.items():
             if st != "pass":

@@ -15,8 +15,19 @@ Rules for a function here:
 from __future__ import annotations
 
 import random
+from typing import Callable
 
-from labkit.atomic import atom
+# (function, topic, prompt phrasings, input generator) of every atom below, in definition order.
+FUNCTIONS: list[tuple[Callable, str, tuple[str, ...], Callable]] = []
+
+
+def atom(topic: str, generate: Callable[[random.Random], tuple], *prompts: str):
+    """Decorator of a reference implementation: records it in FUNCTIONS (atomic.library reads them)."""
+    def register(fn):
+        FUNCTIONS.append((fn, topic, prompts, generate))
+        return fn
+    return register
+
 
 # --- input generators: each returns a function rng -> tuple of arguments ------------------------------------
 

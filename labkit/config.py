@@ -16,11 +16,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 import types
 import typing
 from pathlib import Path
 from typing import Any
+
+from labkit import files
 
 
 class UserError(Exception):
@@ -90,9 +91,7 @@ def save(cfg, path: str | Path) -> None:
     """Write config.json atomically (temp file + rename), so a killed run never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def load(cls, path: str | Path):

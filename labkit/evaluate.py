@@ -27,8 +27,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
-from labkit import atomic, config, runs, sampling, sandbox, synth, tasks
-from labkit import model as models
+from labkit import atomic, config, runs, sampling, sandbox, tasks
+from labkit import models
 from labkit.config import UserError
 
 
@@ -115,11 +115,16 @@ def metrics(samples: list[dict], task_list: list[tasks.Task], n: int, ks: list[i
                                        for s in samples]))
     out["parse_rate"] = float(np.mean([s["parses"] for s in samples]))
     out["empty_rate"] = float(np.mean([not s["completion"].strip() for s in samples]))
-    for status, count in Counter(s["status"] for s in samples).items():
-        out[f"status/{status}"] = count / len(samples)
-    errors = Counter(s["verdict"]["error_type"] for s in samples if s["status"] == "runtime_error")
-    for error, count in errors.items():
-        out[f"error/{error}"] = count / len(samples)
+    out.update(outcome_shares([(s["status"], s["verdict"]["error_type"]) for s in samples]))
+    return out
+
+
+def outcome_shares(outcomes: list[tuple[str, str | None]]) -> dict[str, float]:
+    """The share of each verdict status ("status/fail") and of each runtime error type ("error/NameError")
+    among (status, error type) pairs: the error breakdown of an evaluation and of an RL step's samples."""
+    out = {f"status/{status}": count / len(outcomes) for status, count in Counter(s for s, _ in outcomes).items()}
+    errors = Counter(e for s, e in outcomes if s == "runtime_error")
+    out.update({f"error/{error}": count / len(outcomes) for error, count in errors.items()})
     return out
 
 
@@ -136,7 +141,7 @@ def humaneval_tasks() -> list[tasks.Task]:
 
 def split_tasks(split: str, data_dir: str, seed: int = 0) -> list[tasks.Task]:
     if split == "atomic":
-        return synth.atom_base(atomic.library(seed))
+        return tasks.atom_base(atomic.library(seed))
     if split == "humaneval":
         return humaneval_tasks()
     if not data_dir:

@@ -8,9 +8,9 @@ task exactly as the later stages format it (prompt + reference body, once per ph
 (DESIGN §2.3). Synthetic composites are never part of it, so the base model has not seen any test function.
 
 Documents are tokenised, joined with eos and packed into fixed blocks of `seq_len` tokens. Training is plain
-causal-LM loss with AdamW, linear warmup then cosine decay, and gradient clipping. Every `eval_every` steps
-the loss on held-out standard-library functions and on the atomic documents is logged; every `save_every`
-steps a checkpoint is written (runs.RunDir: save_pretrained + optimizer + RNG, atomically). Re-running the
+causal-LM loss with AdamW, linear warmup then cosine decay, and gradient clipping, driven by the shared
+training loop (`labkit/loop.py`): every `eval_every` steps the loss on held-out standard-library functions and
+on the atomic documents is logged and a checkpoint written, plus one every `save_every` steps. Re-running the
 same command on the same --out resumes from the last checkpoint; because the batch order is a function of
 (seed, step) alone, a resumed run ends with the same weights as an uninterrupted one.
 
@@ -19,7 +19,6 @@ OUT/metrics.jsonl, OUT/config.json, OUT/checkpoints/.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -30,16 +29,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from tqdm.auto import tqdm
 
-from labkit import model as models
-from labkit import runs
+from labkit import loop, runs
+from labkit.models import ModelConfig, atomic_documents, load, n_params, stdlib_documents
 from labkit.config import UserError
 
 
 @dataclass
 class PretrainConfig:
-    model: models.ModelConfig = field(default_factory=models.ModelConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     out_dir: str = "runs/pretrain"
     seed: int = 0
     steps: int = 1000
@@ -77,14 +75,14 @@ CLI_ALIASES = {"--out": "out_dir", "--seed": "seed"}
 
 def corpus(cfg: PretrainConfig) -> dict[str, list[str]]:
     """Documents by role: "train" (stdlib + repeated atomic), "heldout" (stdlib only), "atomic" (one copy)."""
-    stdlib = models.stdlib_documents(cfg.stdlib_chars)
-    atomic = models.atomic_documents(cfg.seed)
+    stdlib = stdlib_documents(cfg.stdlib_chars)
+    atomic = atomic_documents(cfg.seed)
     heldout = stdlib[::cfg.heldout_every]
     train = [d for i, d in enumerate(stdlib) if i % cfg.heldout_every] + atomic * cfg.atomic_repeat
     return {"train": train, "heldout": heldout, "atomic": atomic}
 
 
-def pack(docs: list[str], tokenizer, seq_len: int, seed: int) -> torch.Tensor:
+def pack_blocks(docs: list[str], tokenizer, seq_len: int, seed: int) -> torch.Tensor:
     """Shuffle documents, join them with eos and cut into [n_blocks, seq_len] (the remainder is dropped)."""
     order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
     ids = tokenizer([docs[i] for i in order])["input_ids"]
@@ -129,26 +127,13 @@ def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.AdamW:
                              fused=next(model.parameters()).is_cuda)
 
 
-def train_step(model, optimizer, batch: torch.Tensor, lr: float, grad_clip: float) -> float:
-    """One optimizer step of next-token loss on a [batch, seq_len] block of token ids; returns the loss."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    loss = model(input_ids=batch, labels=batch).loss
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss.item()
-
-
 @torch.no_grad()
 def block_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
-    """Mean next-token loss over `blocks` (eval mode; no RNG is consumed, so resuming stays exact)."""
-    model.eval()
+    """Mean next-token loss over `blocks` (the caller puts the model in eval mode; no RNG is consumed, so
+    resuming stays exact)."""
     device = next(model.parameters()).device
     losses = [model(input_ids=b.to(device), labels=b.to(device)).loss.float().item()
               for b in blocks.split(batch_size)]
-    model.train()
     return sum(losses) / len(losses)
 
 
@@ -158,62 +143,54 @@ def train(cfg: PretrainConfig) -> Path:
         raise UserError("pretraining trains every weight; set model.lora.enabled=false")
     if cfg.steps < 1 or cfg.eval_every < 1 or cfg.save_every < 1 or cfg.log_every < 1:
         raise UserError("steps, log_every, eval_every and save_every must be at least 1")
-    run = runs.RunDir(cfg.out_dir, cfg)
-    state = run.resume()
-    if state is not None and state["step"] >= cfg.steps and (run.path / "model").exists():
-        return run.path / "model"   # finished earlier: re-running is a no-op
-    if state is None:
-        model, tokenizer = models.load(cfg.model, cfg.seed)
-        start = 0
-    else:
-        ckpt = run.checkpoint("last")
-        model, tokenizer = models.load(dataclasses.replace(cfg.model, name_or_path=str(ckpt)), cfg.seed)
-        start = state["step"]
+    model, tokenizer = load(cfg.model, cfg.seed)
     device = next(model.parameters()).device
-    optimizer = make_optimizer(model, cfg)
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-
+    trainer = loop.Loop(cfg, "pretrain", cpu=device.type == "cpu")
     docs = corpus(cfg)
-    train_blocks = pack(docs["train"], tokenizer, cfg.seq_len, cfg.seed)
-    eval_sets = {name: pack(docs[name], tokenizer, cfg.seq_len, cfg.seed)[:cfg.eval_blocks]
-                 for name in ("heldout", "atomic")}
-    if start == 0:
-        print(f"pretrain: {models.n_params(model) / 1e6:.2f} M parameters on {device}, "
+    train_blocks = pack_blocks(docs["train"], tokenizer, cfg.seq_len, cfg.seed)
+    eval_blocks = {name: pack_blocks(docs[name], tokenizer, cfg.seq_len, cfg.seed)[:cfg.eval_blocks]
+                   for name in ("heldout", "atomic")}
+    state = trainer.start(model, tokenizer, make_optimizer(model, cfg), None, {"tokens": 0})
+    if trainer.step == 0:
+        print(f"pretrain: {n_params(model) / 1e6:.2f} M parameters on {device}, "
               f"{train_blocks.numel() / 1e6:.2f} M training tokens ({len(train_blocks)} blocks of "
               f"{cfg.seq_len}), {cfg.steps * cfg.batch_size * cfg.seq_len / train_blocks.numel():.1f} epochs")
+    window = {"losses": [], "seconds": 0.0}   # training steps since the last log line
 
-    def evaluate(step: int) -> float:
-        losses = {name: block_loss(model, blocks, cfg.batch_size) for name, blocks in eval_sets.items()}
-        run.log([{"step": step, "split": name, "metric": "loss", "value": loss} for name, loss in losses.items()])
-        return losses["heldout"]
-
-    if start == 0:
-        evaluate(0)
-    window, window_time = [], 0.0   # losses and seconds of training steps since the last log line
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="pretrain", mininterval=1.0)
-    for step in bar:
+    def step(lp: loop.Loop) -> list[dict]:
         t0 = time.time()
-        batch = train_blocks[batch_indices(step, cfg.batch_size, len(train_blocks), cfg.seed)].to(device)
-        window.append(train_step(model, optimizer, batch, lr_at(step, cfg), cfg.grad_clip))
-        window_time += time.time() - t0
+        batch = train_blocks[batch_indices(lp.step, cfg.batch_size, len(train_blocks), cfg.seed)].to(device)
+        lr = lr_at(lp.step, cfg)
+        for group in lp.optimizer.param_groups:
+            group["lr"] = lr
+        loss = lp.model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lp.model.parameters(), cfg.grad_clip)
+        lp.optimizer.step()
+        lp.optimizer.zero_grad(set_to_none=True)
+        state["tokens"] += batch.numel()
+        window["losses"].append(loss.item())
+        window["seconds"] += time.time() - t0
+        if not lp.log_due:
+            return []
+        losses, seconds = window["losses"], window["seconds"]
+        window.update(losses=[], seconds=0.0)
+        return [{"split": "train", "metric": "train_loss", "value": sum(losses) / len(losses)},
+                {"split": "train", "metric": "lr", "value": lr},
+                {"split": "train", "metric": "tokens_per_s", "value": len(losses) * batch.numel() / seconds}]
 
-        done = step + 1
-        if done % cfg.log_every == 0 or done == cfg.steps:
-            tokens_per_s = len(window) * batch.numel() / window_time
-            run.log([{"step": done, "split": "train", "metric": "loss", "value": sum(window) / len(window)},
-                     {"step": done, "split": "train", "metric": "lr", "value": lr_at(step, cfg)},
-                     {"step": done, "split": "train", "metric": "tokens_per_s", "value": tokens_per_s}])
-            bar.set_postfix(loss=f"{sum(window) / len(window):.3f}", tok_s=f"{tokens_per_s:.0f}")
-            window, window_time = [], 0.0
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            bar.set_postfix(heldout=f"{evaluate(done):.3f}")
-        if done % cfg.save_every == 0 or done == cfg.steps:
-            run.save_checkpoint(done, model, tokenizer,
-                                {"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
-    bar.close()
-    return save_final(run, model, tokenizer)
+    def evaluator(model, step: int):
+        return [{"split": name, "metric": "loss", "value": block_loss(model, blocks, cfg.batch_size)}
+                for name, blocks in eval_blocks.items()], None, None
+
+    finished_before = trainer.step >= cfg.steps
+    trainer.run(cfg.steps, step, evaluator=evaluator, every=cfg.eval_every, save_every=cfg.save_every,
+                log_every=cfg.log_every, epoch=lambda s: s * cfg.batch_size / len(train_blocks),
+                progress=("train_loss", "tokens_per_s"))
+    final = trainer.run_dir.path / "model"
+    if finished_before and final.exists():
+        return final   # re-running a finished run is a no-op
+    return save_final(trainer.run_dir, trainer.unwrapped, tokenizer)
 
 
 def save_final(run: runs.RunDir, model, tokenizer) -> Path:

@@ -103,7 +103,7 @@ def flatten(metrics: dict, prefix: str = "") -> dict:
     return out
 
 
-def check(value, bounds: dict | None) -> bool:
+def within(value, bounds: dict | None) -> bool:
     if bounds is None:
         return True
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
@@ -159,7 +159,7 @@ def rows_of(result: dict, thresholds: dict) -> list[dict]:
         value = result["metrics"].get(metric, "missing")
         bounds = limits.get(metric)
         rows.append({"notebook": name, "metric": metric, "value": value, "threshold": _bounds_text(bounds),
-                     "ok": check(value, bounds) if metric in result["metrics"] else False})
+                     "ok": within(value, bounds) if metric in result["metrics"] else False})
     return rows
 
 

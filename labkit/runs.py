@@ -21,24 +21,15 @@ import shutil
 import time
 from pathlib import Path
 
-from labkit import config
+from labkit import config, files
 from labkit.config import UserError
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_jsonl(path: str | Path, records: list[dict]) -> None:
     """Write a whole JSONL file atomically (used for samples and data files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    files.write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -128,7 +119,7 @@ class RunDir:
         index["last"] = name
         if score is not None and (index.get("best_score") is None or score > index["best_score"]):
             index["best"], index["best_score"] = name, score
-        _write_atomic(self.ckpt_dir / "index.json", json.dumps(index, indent=1, sort_keys=True))
+        files.write_atomic(self.ckpt_dir / "index.json", json.dumps(index, indent=1, sort_keys=True))
         keep = {index.get("last"), index.get("best")}
         for old in self.ckpt_dir.glob("step-*"):
             if old.name not in keep:

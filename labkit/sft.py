@@ -26,13 +26,10 @@ from typing import Callable, ClassVar, Literal
 import torch
 from tqdm.auto import tqdm
 
-from labkit import runs, training
-from labkit import tasks as tasks_mod
+from labkit import batches, loop, runs, tasks
 from labkit.config import UserError
-from labkit.model import ModelConfig, load
-from labkit.training import EvalConfig
-
-TRAIN_SPLITS = ("atom_base", "train_A", "train_B", "train_C")
+from labkit.loop import EVAL_PRESETS, EvalSchedule
+from labkit.models import ModelConfig, load
 
 
 @dataclass
@@ -56,27 +53,21 @@ class SFTConfig:
     completion_only_loss: bool = True      # loss on the response tokens only (prompt tokens masked)
     log_every: int = 10                    # training loss / lr lines every N steps
     save_every: int = 0                    # extra checkpoints every N steps; 0: at each evaluation only
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval: EvalSchedule = field(default_factory=EvalSchedule)
     seed: int = 0
 
     PRESETS: ClassVar[dict] = {
-        # Tests and notebook smoke runs: a dozen steps, tiny evaluations (seconds with a tiny model).
-        "smoke": {"epochs": 1, "max_steps": 12, "batch_size": 8, "lr": 3e-3, "log_every": 2, "max_seq_len": 256,
-                  "eval.every": 6, "eval.n_samples": 2, "eval.k": 2, "eval.max_new_tokens": 32,
-                  "eval.sizes": {training.TRAIN: 6, "atom_base": 6, "test_in_domain": 6, "test_target": 6}},
+        # Tests and notebook smoke runs: a dozen steps (seconds with a tiny model).
+        "smoke": {**EVAL_PRESETS["smoke"], "epochs": 1, "max_steps": 12, "batch_size": 8, "lr": 3e-3, "log_every": 2,
+                  "max_seq_len": 256, "eval.every": 6},
         # The CPU lab (~1 M model): the same step budget for every mixture, a few minutes per run.
-        "quick": {"epochs": 20, "max_steps": 400, "batch_size": 16, "lr": 2e-3, "eval.every": 100,
-                  "eval.n_samples": 4, "eval.k": 4, "eval.max_new_tokens": 128,
-                  "eval.sizes": {training.TRAIN: 40, "atom_base": 40, "test_in_domain": 40, "test_target": 40}},
-        # The quick preset cut to fit notebooks 04/05 into the 15-minute main job (lab.sh): fewer steps, greedy
-        # pass@1 only, smaller evaluation samples. `quick` itself is the reference CPU run.
-        "lab": {"epochs": 20, "max_steps": 120, "batch_size": 16, "lr": 2e-3, "eval.every": 40,
-                "eval.n_samples": 0, "eval.max_new_tokens": 64,
-                "eval.sizes": {training.TRAIN: 30, "atom_base": 30, "test_in_domain": 30, "test_target": 30}},
-        # A GPU: larger samples, more steps.
-        "full": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200, "eval.n_samples": 10, "eval.k": 5,
-                 "eval.max_new_tokens": 160,
-                 "eval.sizes": {training.TRAIN: 200, "atom_base": 200, "test_in_domain": 200, "test_target": 400}},
+        "quick": {**EVAL_PRESETS["quick"], "epochs": 20, "max_steps": 400, "batch_size": 16, "lr": 2e-3,
+                  "eval.every": 100},
+        # The quick preset cut to fit notebooks 04/05 into the main job (lab.sh): fewer steps and smaller
+        # evaluations. `quick` itself is the reference CPU run.
+        "lab": {**EVAL_PRESETS["lab"], "epochs": 20, "max_steps": 120, "batch_size": 16, "lr": 2e-3, "eval.every": 40},
+        # A GPU: more steps.
+        "full": {**EVAL_PRESETS["full"], "epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200},
     }
 
 
@@ -85,28 +76,6 @@ CLI_ALIASES = {"--model": "model.name_or_path", "--data": "data_dir", "--out": "
 
 
 # --- data ---------------------------------------------------------------------------------------------------
-
-def load_mixture(cfg: SFTConfig) -> dict[str, list]:
-    """The training tasks of each split in the mixture, with errors that say how to fix a bad mixture."""
-    if not cfg.mixture:
-        raise UserError(f"the data mixture is empty; set e.g. mixture='{{\"atom_base\": 1, \"train_A\": 1}}' "
-                        f"(splits: {', '.join(TRAIN_SPLITS)})")
-    out = {}
-    for split, weight in cfg.mixture.items():
-        name, _, first = split.partition(":")
-        if name not in TRAIN_SPLITS or (first and not first.isdigit()):
-            raise UserError(f"mixture names {split!r}, which is not a training split; use "
-                            f"{', '.join(TRAIN_SPLITS)}, or the first N tasks of one as e.g. train_C:60 "
-                            f"(test splits are for evaluation only)")
-        if weight < 0:
-            raise UserError(f"mixture weight of {split!r} is {weight}; weights must be >= 0")
-        if weight > 0:
-            out[split] = tasks_mod.load_split(cfg.data_dir, name, int(first) if first else None)
-            if first and len(out[split]) < int(first):
-                raise UserError(f"mixture asks for {split!r} but {name} in {cfg.data_dir} holds only "
-                                f"{len(out[split])} tasks; synthesise a larger pool or ask for fewer")
-    return out
-
 
 def epoch_batches(splits: dict[str, list[int]], weights: dict[str, float], batch_size: int,
                   lengths: list[int], seed: int, epoch: int) -> list[list[int]]:
@@ -152,15 +121,14 @@ def lr_lambda(cfg: SFTConfig, total_steps: int) -> Callable[[int], float]:
 
 def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> runs.RunDir:
     """Train (or resume) the run in `cfg.out_dir`. `callbacks` receive each batch of logged metric records."""
-    from accelerate import Accelerator
-
     if cfg.batch_size < 1 or cfg.epochs < 1:
         raise UserError(f"batch_size ({cfg.batch_size}) and epochs ({cfg.epochs}) must be at least 1")
-    mixture = load_mixture(cfg)
-    training.check(cfg.eval)
+    mixture = tasks.load_mixture(cfg.data_dir, cfg.mixture)
+    loop.check_schedule(cfg.eval)
     model, tokenizer = load(cfg.model, seed=cfg.seed)
-    accelerator = Accelerator(split_batches=True, cpu=next(model.parameters()).device.type == "cpu")
-    main = accelerator.is_main_process
+    trainer = loop.Loop(cfg, "sft", callbacks, cpu=next(model.parameters()).device.type == "cpu",
+                        split_batches=True)
+    accelerator = trainer.accelerator
     if cfg.batch_size % accelerator.num_processes:
         raise UserError(f"batch_size={cfg.batch_size} is the global batch; it must divide evenly among "
                         f"{accelerator.num_processes} processes")
@@ -170,7 +138,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
     for split, task_list in mixture.items():
         split_idx[split] = []
         for t in task_list:
-            ids, labels = training.encode(tokenizer, t.prompt, t.solution)
+            ids, labels = batches.encode(tokenizer, t.prompt, t.solution)
             if len(ids) > cfg.max_seq_len:
                 dropped += 1
                 continue
@@ -185,86 +153,56 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
                         f"longer than max_seq_len={cfg.max_seq_len}), fewer than one batch of {cfg.batch_size}")
     total_steps = min(per_epoch * cfg.epochs, cfg.max_steps or per_epoch * cfg.epochs)
     train_tasks = [t for task_list in mixture.values() for t in task_list]
-    sets = training.eval_sets(cfg.eval, cfg.data_dir, train_tasks, cfg.seed) if main else {}
+    sets = loop.eval_sets(cfg.eval, cfg.data_dir, train_tasks, cfg.seed) if trainer.main else {}
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
-    run = runs.RunDir(cfg.out_dir, cfg) if main else None
-    state = training.resume(run, model, optimizer, scheduler) if main else None
-    accelerator.wait_for_everyone()   # the main process has cleaned up the run directory
-    if not main:
-        state = training.resume(runs.RunDir(cfg.out_dir), model, optimizer, scheduler, main=False)
-    state = state or {"step": 0, "tokens": 0, "loss_sum": 0.0, "loss_count": 0}
-    step = state["step"]
-    model, optimizer = accelerator.prepare(model, optimizer)
-
-    def fields() -> dict:
-        return {"step": step, "epoch": round(step / per_epoch, 4), "tokens": state["tokens"]}
-
-    def evaluate_and_save(do_eval: bool) -> None:
-        score = None
-        if main and do_eval and sets:
-            score = training.evaluate_and_log(run, callbacks, accelerator.unwrap_model(model), tokenizer, sets,
-                                              cfg.eval, cfg.seed, **fields())
-        if main:
-            training.save(run, step, accelerator.unwrap_model(model), tokenizer, optimizer, scheduler,
-                          {k: v for k, v in state.items() if k != "step"}, score)
-        accelerator.wait_for_everyone()
-
-    if main:
+    state = trainer.start(model, tokenizer, optimizer, scheduler, {"tokens": 0, "loss_sum": 0.0, "loss_count": 0})
+    if trainer.main:
         print(f"sft: {len(examples)} examples ({dropped} too long) from {', '.join(mixture)}; "
               f"{per_epoch} steps/epoch, {total_steps} steps"
-              + (f"; resuming at step {step}" if step else ""))
-    if step >= total_steps:
-        if main:
-            print(f"sft: {cfg.out_dir} is already complete ({total_steps} steps)")
-        return run
-    if step == 0 and main and sets:
-        training.evaluate_and_log(run, callbacks, accelerator.unwrap_model(model), tokenizer, sets, cfg.eval,
-                                  cfg.seed, **fields())
+              + (f"; resuming at step {trainer.step}" if trainer.step else ""))
 
-    model.train()
-    bar = tqdm(total=total_steps, initial=step, desc="sft", disable=not main, dynamic_ncols=True)
-    while step < total_steps:
-        epoch, offset = divmod(step, per_epoch)
-        batches = epoch_batches(split_idx, cfg.mixture, cfg.batch_size, lengths, cfg.seed, epoch)[offset:]
-        flat = [i for b in batches for i in b]
-        loader = accelerator.prepare_data_loader(torch.utils.data.DataLoader(
+    def epoch_loader(epoch: int, offset: int):
+        """The rest of one epoch's batches from `offset` on: the data position is a function of the step."""
+        flat = [i for b in epoch_batches(split_idx, cfg.mixture, cfg.batch_size, lengths, cfg.seed, epoch)[offset:]
+                for i in b]
+        return iter(accelerator.prepare_data_loader(torch.utils.data.DataLoader(
             examples, batch_sampler=torch.utils.data.BatchSampler(flat, cfg.batch_size, drop_last=True),
-            collate_fn=lambda b: training.collate(b, tokenizer.pad_token_id)))
-        for batch in loader:
-            loss_sum, n_labels = training.token_losses(model, batch)
-            # Normalise by the labelled tokens of the *global* batch, so that data-parallel gradients (averaged
-            # over processes by DDP) equal the one-process gradient exactly, however tokens split.
-            totals = accelerator.reduce(torch.stack([loss_sum.detach(), n_labels.float(),
-                                                     batch["attention_mask"].sum().float()]), "sum")
-            (loss_sum * accelerator.num_processes / totals[1]).backward()
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            state["tokens"] += int(totals[2].item())
-            state["loss_sum"] += totals[0].item() / totals[1].item()
-            state["loss_count"] += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == total_steps:
-                loss = state["loss_sum"] / state["loss_count"]
-                state["loss_sum"], state["loss_count"] = 0.0, 0
-                bar.set_postfix(loss=f"{loss:.3f}")
-                if main:
-                    training.log(run, callbacks, [
-                        {"split": "train", "metric": "train_loss", "value": loss},
-                        {"split": "train", "metric": "lr", "value": scheduler.get_last_lr()[0]}], **fields())
-            do_eval = cfg.eval.every > 0 and step % cfg.eval.every == 0 or step == total_steps
-            if do_eval or (cfg.save_every and step % cfg.save_every == 0):
-                evaluate_and_save(do_eval)
-            if step == total_steps:
-                break
-    bar.close()
-    accelerator.end_training()
-    return run
+            collate_fn=lambda b: batches.collate(b, tokenizer.pad_token_id))))
+
+    loader = None
+
+    def step(lp: loop.Loop) -> list[dict]:
+        nonlocal loader
+        batch = next(loader, None) if loader is not None else None
+        if batch is None:
+            loader = epoch_loader(*divmod(lp.step, per_epoch))
+            batch = next(loader)
+        loss_sum, n_labels = batches.token_losses(lp.model, batch)
+        # Normalise by the labelled tokens of the *global* batch, so that data-parallel gradients (averaged
+        # over processes by DDP) equal the one-process gradient exactly, however tokens split.
+        totals = accelerator.reduce(torch.stack([loss_sum.detach(), n_labels.float(),
+                                                 batch["attention_mask"].sum().float()]), "sum")
+        (loss_sum * accelerator.num_processes / totals[1]).backward()
+        accelerator.clip_grad_norm_(lp.model.parameters(), cfg.grad_clip)
+        lp.optimizer.step()
+        scheduler.step()
+        lp.optimizer.zero_grad(set_to_none=True)
+        state["tokens"] += int(totals[2].item())
+        state["loss_sum"] += totals[0].item() / totals[1].item()
+        state["loss_count"] += 1
+        if not lp.log_due:
+            return []
+        loss = state["loss_sum"] / state["loss_count"]
+        state["loss_sum"], state["loss_count"] = 0.0, 0
+        return [{"split": "train", "metric": "train_loss", "value": loss},
+                {"split": "train", "metric": "lr", "value": scheduler.get_last_lr()[0]}]
+
+    evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed) if sets else None
+    return trainer.run(total_steps, step, evaluator=evaluator, every=cfg.eval.every, save_every=cfg.save_every,
+                       log_every=cfg.log_every, epoch=lambda s: s / per_epoch, progress=("train_loss",))
 
 
 def run_cli(cfg: SFTConfig, args) -> int:

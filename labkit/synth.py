@@ -40,7 +40,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import random
 import re
 import textwrap
@@ -53,11 +52,10 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from labkit import atomic, config, sandbox, tasks
+from labkit import atomic, config, files, sandbox, tasks
 from labkit.atomic import AtomicSpec
 from labkit.tasks import Task
 
-KINDS = ("held_out_atom", "held_out_pair", "deeper")
 
 
 @dataclass
@@ -592,19 +590,6 @@ class Pipeline:
         return "ok"
 
 
-def atom_base(specs: list[AtomicSpec]) -> list[Task]:
-    """Every atom in every phrasing; the solution is the reference source minus its def line."""
-    out = []
-    for spec in specs:
-        def_line, body = spec.source.split("\n", 1)
-        assert def_line.startswith(f"def {spec.name}("), def_line
-        for i in range(len(spec.prompts)):
-            out.append(Task(id=f"{spec.name}/{i}", split="atom_base",
-                            prompt=tasks.format_prompt(spec.header, spec.describe(i)), entry_point=spec.name,
-                            solution=body, tests=[dict(t) for t in spec.tests], atoms=[spec.name], depth=1))
-    return out
-
-
 def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
     """Make every split and write them to cfg.out_dir; returns the manifest (also written as manifest.json)."""
     check_config(cfg)
@@ -641,10 +626,10 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
     # test_in_domain first: it then stays the same when only the pool sizes change.
     train_c = in_domain[cfg.n_in_domain:]
     splits = {
-        "atom_base": atom_base(specs),
+        "atom_base": tasks.atom_base(specs),
         "train_A": train_c[:cfg.pool_a], "train_B": train_c[:cfg.pool_b], "train_C": train_c,
         "test_in_domain": in_domain[:cfg.n_in_domain],
-        "test_target": [dataclasses.replace(t, kind=kind) for kind in KINDS for t in made[kind]],
+        "test_target": [dataclasses.replace(t, kind=kind) for kind in tasks.KINDS for t in made[kind]],
     }
     manifest = {
         "seed": cfg.seed,
@@ -658,18 +643,12 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
         "counts": {name: len(records) for name, records in splits.items()},
         "sha256": write_splits(Path(cfg.out_dir), splits),
     }
-    write_json_atomic(Path(cfg.out_dir) / "manifest.json", manifest)
+    files.write_json(Path(cfg.out_dir) / "manifest.json", manifest)
     manifest["timing"] = {"seconds": time.perf_counter() - t0, "validate_seconds": pipe.validate_seconds}
     return manifest
 
 
 # --- 5. files ------------------------------------------------------------------------------------------------
-
-def write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
 
 def write_splits(out_dir: Path, splits: dict[str, list[Task]]) -> dict[str, str]:
     """One JSONL per split (sorted keys: same seed, same bytes), each via a temp name and a rename. An old
@@ -681,9 +660,7 @@ def write_splits(out_dir: Path, splits: dict[str, list[Task]]) -> dict[str, str]
         text = "".join(json.dumps(dataclasses.replace(t, split=name).to_json(), sort_keys=True) + "\n"
                        for t in records)
         path = out_dir / f"{name}.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        files.write_atomic(path, text)
         digests[path.name] = hashlib.sha256(text.encode()).hexdigest()
     return digests
 

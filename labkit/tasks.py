@@ -1,4 +1,5 @@
-"""Tasks: one coding problem as data, the way every stage sees it (synth writes them, eval/SFT/RL read them).
+"""Tasks: one coding problem as data, the way every stage sees it (synth writes them, eval/SFT/RL read them),
+and the shared ways to load them: a split, a training mixture, the atomic library as tasks.
 
 A task is HumanEval-shaped. The model is given `prompt` (the `def` line and a docstring) and writes the body;
 `solution` is the reference body. To run a completion, the program is
@@ -17,6 +18,8 @@ from pathlib import Path
 from labkit.config import UserError
 
 SPLITS = ("atom_base", "train_A", "train_B", "train_C", "test_in_domain", "test_target")
+TRAIN_SPLITS = ("atom_base", "train_A", "train_B", "train_C")   # what SFT and RL may train on
+KINDS = ("held_out_atom", "held_out_pair", "deeper")             # the kinds of test_target tasks (DESIGN §3)
 
 
 @dataclass
@@ -99,3 +102,40 @@ def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> li
     if not tasks:
         raise UserError(f"split {split!r} in {data_dir} is empty; regenerate the data with larger sizes")
     return tasks[:limit] if limit is not None else tasks
+
+
+def load_mixture(data_dir: str | Path, mixture: dict[str, float]) -> dict[str, list[Task]]:
+    """The training tasks of each split in a data mixture (split -> weight; "train_C:60" is the split's first
+    60 tasks), with errors that say how to fix a bad mixture."""
+    if not mixture:
+        raise UserError(f"the data mixture is empty; set e.g. mixture='{{\"atom_base\": 1, \"train_A\": 1}}' "
+                        f"(splits: {', '.join(TRAIN_SPLITS)})")
+    out = {}
+    for split, weight in mixture.items():
+        name, _, first = split.partition(":")
+        if name not in TRAIN_SPLITS or (first and not first.isdigit()):
+            raise UserError(f"mixture names {split!r}, which is not a training split; use "
+                            f"{', '.join(TRAIN_SPLITS)}, or the first N tasks of one as e.g. train_C:60 "
+                            f"(test splits are for evaluation only)")
+        if weight < 0:
+            raise UserError(f"mixture weight of {split!r} is {weight}; weights must be >= 0")
+        if weight > 0:
+            out[split] = load_split(data_dir, name, int(first) if first else None)
+            if first and len(out[split]) < int(first):
+                raise UserError(f"mixture asks for {split!r} but {name} in {data_dir} holds only "
+                                f"{len(out[split])} tasks; synthesise a larger pool or ask for fewer")
+    return out
+
+
+def atom_base(specs: list) -> list[Task]:
+    """The atomic library as tasks (`atomic.AtomicSpec`s in): every atom in every phrasing; the solution is
+    the reference source minus its def line."""
+    out = []
+    for spec in specs:
+        def_line, body = spec.source.split("\n", 1)
+        assert def_line.startswith(f"def {spec.name}("), def_line
+        for i in range(len(spec.prompts)):
+            out.append(Task(id=f"{spec.name}/{i}", split="atom_base", prompt=format_prompt(spec.header, spec.describe(i)),
+                            entry_point=spec.name, solution=body, tests=[dict(t) for t in spec.tests],
+                            atoms=[spec.name], depth=1))
+    return out

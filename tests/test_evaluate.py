@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from labkit import atomic, cli, evaluate, synth, tasks
-from labkit import model as models
+from labkit import atomic, cli, evaluate, tasks
+from labkit import models
 from labkit.evaluate import pass_at_k
 
 
@@ -35,7 +35,7 @@ def test_pass_at_k_is_stable_where_binomials_overflow_floats():
 @pytest.fixture(scope="module")
 def atom_tasks():
     chosen = {"double", "digit_sum", "reverse_string", "sum_list"}
-    return [t for t in synth.atom_base(atomic.library()) if t.entry_point in chosen and t.id.endswith("/0")]
+    return [t for t in tasks.atom_base(atomic.library()) if t.entry_point in chosen and t.id.endswith("/0")]
 
 
 def test_judge_gives_verdicts_for_right_wrong_and_broken_bodies(atom_tasks):

@@ -149,20 +149,6 @@ def test_smoke_suite_end_to_end(tmp_path):
     assert {k: again[k] for k in ("F1", "F2", "F3")} == {k: result[k] for k in ("F1", "F2", "F3")}
 
 
-def test_sft_mixture_takes_the_first_n_tasks_of_a_split(tmp_path):
-    from labkit import sft, tasks
-
-    (tmp_path / "manifest.json").write_text("{}")
-    records = [tasks.Task(f"c{i}", "train_C", f"def f{i}():\n", f"f{i}", "    return 1\n", [], [], 2).to_json()
-               for i in range(5)]
-    (tmp_path / "train_C.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    cfg = config.resolve(sft.SFTConfig, None, {"data_dir": str(tmp_path), "mixture": {"train_C:3": 1}})
-    assert [t.id for t in sft.load_mixture(cfg)["train_C:3"]] == ["c0", "c1", "c2"]
-    for bad, match in (("train_C:9", "holds only 5"), ("train_C:x", "first N tasks"), ("test_target:2", "not a")):
-        with pytest.raises(UserError, match=match):
-            sft.load_mixture(config.resolve(sft.SFTConfig, None, {"data_dir": str(tmp_path), "mixture": {bad: 1}}))
-
-
 def test_the_committed_reference_findings_decide_every_finding():
     # Notebook 07 shows these at `quick` (the main job): they must be complete and readable as a summary.
     result = ex.reference()

@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 
-from labkit import cli, config, model as models, pretrain, runs
+from labkit import cli, config, models, pretrain, runs
 from labkit.pretrain import PretrainConfig
 
 # A tiny run: small corpus, short blocks, a few steps. Two threads at most, like the lab on its 2 cores.
@@ -59,7 +59,7 @@ def test_pretrain_learns_and_writes_a_loadable_model(tmp_path):
     assert tokenizer.decode(tokenizer("    return x\n")["input_ids"]) == "    return x\n"
     assert isinstance(model, transformers.LlamaForCausalLM)
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
-    assert {(r["split"], r["metric"]) for r in rows} >= {("train", "loss"), ("heldout", "loss"), ("atomic", "loss")}
+    assert {(r["split"], r["metric"]) for r in rows} >= {("train", "train_loss"), ("heldout", "loss"), ("atomic", "loss")}
     heldout = [r["value"] for r in rows if r["split"] == "heldout"]
     assert heldout[-1] < heldout[0] - 0.5     # it learned something
     # the run directory itself works as a model path (its final model is model/)

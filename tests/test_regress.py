@@ -91,6 +91,6 @@ def test_bad_input_is_a_user_error(tmp_path):
 
 def test_check_and_flatten():
     assert regress.flatten({"a": {"b": 1, "c": {"d": 2}}, "e": 3}) == {"a.b": 1, "a.c.d": 2, "e": 3}
-    assert regress.check(0.5, {"min": 0.4, "max": 0.6}) and not regress.check(0.7, {"max": 0.6})
-    assert not regress.check("n/a", {"min": 0}) and not regress.check(float("nan"), {"min": 0})
-    assert regress.check("anything", None)
+    assert regress.within(0.5, {"min": 0.4, "max": 0.6}) and not regress.within(0.7, {"max": 0.6})
+    assert not regress.within("n/a", {"min": 0}) and not regress.within(float("nan"), {"min": 0})
+    assert regress.within("anything", None)

@@ -1,6 +1,7 @@
 """Rewards from real sandbox runs, mapped to the tokens of a real (tiny, locally trained) byte-level BPE."""
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
 
 from labkit import rewards, sandbox
@@ -15,7 +16,7 @@ TESTS = ["assert f([1]) == 1", "assert f([1, 1]) == 2", "assert f([2]) == 2", "a
 @pytest.fixture(scope="module")
 def tok():
     corpus = ["def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n"] * 20
-    t = Tokenizer(models.BPE())
+    t = Tokenizer(BPE())
     t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     t.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())

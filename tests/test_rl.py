@@ -3,7 +3,10 @@ and from an SFT checkpoint, and kill -9 + resume (tests/test_sft.py). The stop r
 import pytest
 import torch
 
-from labkit import rl, sampling
+import collections
+import random
+
+from labkit import loop, rl, rollouts, sampling
 
 
 # --- the math -----------------------------------------------------------------------------------------------
@@ -48,38 +51,40 @@ PROMPT = 'def add_one(x: int) -> int:\n    """Add one to x."""\n'
 BODY = "    y = x + 1\n    z = y * 2\n    return undefined_name + z\n"   # NameError on the body's line 3
 
 
-def _rollout(tokenizer, n: int) -> rl.Rollout:
-    """`n` copies of BODY for one task, laid out as `rl.sample` lays out sampled completions."""
+def _rollout(tokenizer, n: int) -> rollouts.Rollout:
+    """`n` copies of BODY for one task, laid out as `rollouts.sample` lays out sampled completions."""
     from labkit.tasks import Task
     task = Task(id="t", split="train_A", prompt=PROMPT, entry_point="add_one", solution="    return x + 1\n",
                 tests=[{"args": [1], "expected": 2}, {"args": [5], "expected": 6}], atoms=[], depth=1)
     ids = tokenizer(BODY, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    text, spans = rl._spans(tokenizer, sampling.token_pieces(tokenizer), ids)
+    text, spans = rollouts._spans(tokenizer, sampling.token_pieces(tokenizer), ids)
     assert text == BODY
     prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [PROMPT] * n, "cpu")
     batch = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=torch.tensor([ids] * n),
                  completion_mask=torch.ones(n, len(ids), dtype=torch.long))
-    return rl.Rollout([task] * n, batch, [text] * n, [BODY] * n, [spans] * n, [False] * n)
+    return rollouts.Rollout([task] * n, batch, [text] * n, [BODY] * n, [spans] * n, [False] * n)
 
 
-def _one_update(model, rollout, mode):
-    from accelerate import Accelerator
+def _one_update(model, tokenizer, rollout, mode):
     cfg = rl.RLConfig(reward=mode, group_size=len(rollout), kl_coef=0.0, temperature=1.0)
-    scored = rl.score(rollout, mode, timeout=5.0)
+    scored = rollouts.reward_rollout(rollout, mode, timeout=5.0)
     mask = rollout.batch["completion_mask"]
     adv = rl.token_advantages(rl.group_advantages(scored.rewards, cfg.group_size), scored, mask)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     before = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
-    rl.policy_update(model, model, None, optimizer, Accelerator(cpu=True), rollout.batch, adv, cfg)
+    lp = loop.Loop(cfg, "rl", cpu=True)   # a loop holding just the model and optimizer, as a trainer's would
+    lp.model, lp.optimizer, lp.tokenizer = model, optimizer, tokenizer
+    actors = rl.Actors(cfg, None, model, sampling.token_pieces(tokenizer), collections.deque(), random.Random(0))
+    rl.policy_update(lp, actors, rollout.batch, adv)
     after = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
     return scored, (after - before)[0]
 
 
 def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line():
-    from labkit import model as models
+    from labkit import models
     model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
     rollout = _rollout(tokenizer, n=4)
-    scored, delta = _one_update(model, rollout, "fine")
+    scored, delta = _one_update(model, tokenizer, rollout, "fine")
     verdict = scored.verdicts[0]
     assert (verdict.status, verdict.error_type) == ("runtime_error", "NameError")
     starts = [s for s, _ in rollout.offsets[0]]
@@ -98,9 +103,9 @@ def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line():
 
 
 def test_a_per_completion_reward_gives_that_group_nothing_to_learn():
-    from labkit import model as models
+    from labkit import models
     model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
-    _, delta = _one_update(model, _rollout(tokenizer, n=4), "coarse")
+    _, delta = _one_update(model, tokenizer, _rollout(tokenizer, n=4), "coarse")
     assert delta.abs().max() == 0
 
 
@@ -117,8 +122,8 @@ def _smoke(tmp_path, **overrides):
     metrics = run.metrics()
     assert metrics and [r for batch in seen for r in batch] == metrics
     assert all({"step", "epoch", "tokens", "wall_time", "split", "metric", "value"} <= r.keys() for r in metrics)
-    per_step = {(r["step"], r["metric"]) for r in metrics if r["split"] == rl.ROLLOUT}
-    for metric in ("reward_mean", "reward_std", "sample_pass_rate", "kl", "entropy", "completion_len", "loss"):
+    per_step = {(r["step"], r["metric"]) for r in metrics if r["split"] == rollouts.ROLLOUT}
+    for metric in ("reward_mean", "reward_std", "sample_pass_rate", "kl", "entropy", "completion_len", "train_loss"):
         assert {(s, metric) for s in range(1, cfg.steps + 1)} <= per_step, metric
     assert {(r["step"], r["split"]) for r in metrics if r["metric"] == "pass@1"} == \
         {(s, split) for s in (0, cfg.steps) for split in ("train", "atom_base", "test_in_domain", "test_target")}

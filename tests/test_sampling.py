@@ -6,8 +6,8 @@ import pytest
 import torch
 import transformers
 
-from labkit import atomic, sampling, synth, tasks
-from labkit import model as models
+from labkit import atomic, sampling, tasks
+from labkit import models
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def tiny_gpt2(tokenizer):
 @pytest.fixture(scope="module")
 def prompts():
     chosen = {"double", "digit_sum", "reverse_string", "sum_list", "count_vowels", "is_even"}
-    return [t.prompt for t in synth.atom_base(atomic.library()) if t.entry_point in chosen]
+    return [t.prompt for t in tasks.atom_base(atomic.library()) if t.entry_point in chosen]
 
 
 @pytest.mark.parametrize("which", ["tiny_model", "tiny_gpt2"])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import atomic, cli, config, model as models, runs, sft, synth
-from labkit.training import encode
+from labkit import atomic, cli, config, models, runs, sft, tasks
+from labkit.batches import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ def smoke_data(tmp_path_factory) -> str:
     """A small data directory in synth's format. The trainer only reads tasks, so atomic tasks stand in for
     every split: it keeps these tests independent of synthesis time (tests/test_synth.py covers synth)."""
     out = tmp_path_factory.mktemp("data")
-    atoms = synth.atom_base(atomic.library(0))
+    atoms = tasks.atom_base(atomic.library(0))
     splits = {"atom_base": atoms[:80], "train_A": atoms[80:88], "train_B": atoms[80:96], "train_C": atoms[80:120],
               "test_in_domain": atoms[120:136], "test_target": atoms[136:152]}
     for split, task_list in splits.items():

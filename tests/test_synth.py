@@ -47,8 +47,8 @@ def test_counts_and_nested_pools(smoke):
     assert ids["train_A"] == ids["train_B"][:cfg.pool_a] and ids["train_B"] == ids["train_C"][:cfg.pool_b]
     assert all(len(set(v)) == len(v) for v in ids.values())
     assert len(splits["test_in_domain"]) == cfg.n_in_domain
-    assert {k: sum(t.kind == k for t in splits["test_target"]) for k in synth.KINDS} == \
-        {k: cfg.n_target for k in synth.KINDS}
+    assert {k: sum(t.kind == k for t in splits["test_target"]) for k in tasks.KINDS} == \
+        {k: cfg.n_target for k in tasks.KINDS}
     assert all(t.split == s for s in tasks.SPLITS for t in splits[s])
     specs = atomic.library(cfg.seed, cfg.n_tests)
     assert len(splits["atom_base"]) == sum(len(s.prompts) for s in specs)

@@ -30,9 +30,10 @@ from typing import Literal
 
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
 
-from labkit import atomic
+from labkit import atomic, tasks
 from labkit.config import UserError
 
 
@@ -155,8 +156,7 @@ def add_lora(model, lora: LoraConfig):
 
 def atomic_documents(seed: int = 0) -> list[str]:
     """Every atomic task as the model will see it (prompt + reference body), one per phrasing."""
-    from labkit import synth
-    return [t.prompt + t.solution for t in synth.atom_base(atomic.library(seed))]
+    return [t.prompt + t.solution for t in tasks.atom_base(atomic.library(seed))]
 
 
 def stdlib_documents(max_chars: int, max_lines: int = 40) -> list[str]:
@@ -209,7 +209,7 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos
 
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     """A byte-level BPE tokenizer in Hugging Face format: exact round trip of any text, pad/bos/eos set."""
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_PRETOKENIZE), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])

@@ -7,9 +7,9 @@ import pytest
 import torch
 import transformers
 
-from labkit import atomic, model as models, synth
+from labkit import atomic, models, tasks
 from labkit.config import UserError
-from labkit.model import LoraConfig, ModelConfig
+from labkit.models import LoraConfig, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_atomic_names_are_few_tokens(tokenizer):
 def test_prompt_and_completion_tokenise_apart_as_together(tokenizer):
     # Trainers and the sampler tokenise the prompt and the body separately; pretraining sees them joined.
     # Newlines never merge with the next line's indentation, so both give the same tokens.
-    for task in synth.atom_base(atomic.library()):
+    for task in tasks.atom_base(atomic.library()):
         apart = tokenizer.tokenize(task.prompt) + tokenizer.tokenize(task.solution)
         assert apart == tokenizer.tokenize(task.prompt + task.solution), task.id
 

@@ -1,0 +1,56 @@
+"""Prompt + completion examples as token ids: how SFT trains on a task and how an evaluation scores its
+reference solution (the held-out loss of a split), so both see exactly the same tokens.
+
+    ids, labels = encode(tokenizer, task.prompt, task.solution)   # prompt labels masked with -100
+    batch = collate([(ids, labels), ...], tokenizer.pad_token_id)
+    loss_sum, n_labels = token_losses(model, batch)
+    reference_loss(model, tokenizer, tasks)                      # per-token loss of the reference bodies
+"""
+from __future__ import annotations
+
+import torch
+
+
+def encode(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) for prompt + completion + eos, with the prompt's labels masked (-100).
+
+    Prompt and completion are tokenised separately, as at generation time (the model is given the prompt's
+    tokens and continues): tokenising the joined text could merge "\\n" + "    " across the boundary into a
+    token the model never sees at inference.
+    """
+    p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return p + c, [-100] * len(p) + c
+
+
+def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest example; padding is masked by attention_mask and labels, never by id."""
+    width = max(len(ids) for ids, _ in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, :len(x)], labels[i, :len(y)], mask[i, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum of next-token cross-entropy over labelled tokens, number of labelled tokens)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                                             ignore_index=-100, reduction="sum")
+    return loss, (targets != -100).sum()
+
+
+@torch.no_grad()
+def reference_loss(model, tokenizer, task_list: list, batch_size: int = 32) -> float:
+    """Per-token loss of the reference solutions (teacher forced): the held-out loss of a split."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    examples = [encode(tokenizer, t.prompt, t.solution) for t in task_list]
+    for i in range(0, len(examples), batch_size):
+        batch = {k: v.to(device) for k, v in collate(examples[i:i + batch_size], tokenizer.pad_token_id).items()}
+        loss, n = token_losses(model, batch)
+        total, count = total + loss.item(), count + n.item()
+    return total / max(count, 1)
