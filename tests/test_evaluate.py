@@ -68,13 +68,8 @@ def test_metrics_count_exactly():
     assert m["status/pass"] == 4 / 10 and m["error/IndexError"] == 1 / 10 and m["parse_rate"] == 9 / 10
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    return models.load(models.ModelConfig(size="tiny", device="cpu"), seed=0)
-
-
-def test_evaluate_tasks_samples_cuts_and_judges(tiny_model, atom_tasks):
-    model, tok = tiny_model
+def test_evaluate_tasks_samples_cuts_and_judges(tiny_llama, atom_tasks):
+    model, tok = tiny_llama
     result = evaluate.evaluate_tasks(model, tok, atom_tasks, n=3, k=[1, 2], temperature=1.0,
                                      max_new_tokens=24, seed=0)
     assert len(result.samples) == len(atom_tasks) * 4            # one greedy + three samples each
@@ -98,8 +93,8 @@ def test_humaneval_problems_load_and_their_canonical_solutions_pass():
     assert wrong[0]["status"] == "fail"
 
 
-def test_cli_eval_on_a_saved_model_writes_metrics_and_samples(tmp_path, tiny_model, capsys):
-    model, tok = tiny_model
+def test_cli_eval_on_a_saved_model_writes_metrics_and_samples(tmp_path, tiny_llama, capsys):
+    model, tok = tiny_llama
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     out = tmp_path / "eval"

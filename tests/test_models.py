@@ -12,11 +12,6 @@ from labkit.config import UserError
 from labkit.models import LoraConfig, ModelConfig
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return models.embedded_tokenizer()
-
-
 def test_tokenizer_round_trips_real_code_exactly(tokenizer):
     # Real files (stdlib + this lab's own source), plus whitespace and bytes a code model may meet.
     stdlib = Path(sysconfig.get_paths()["stdlib"])

@@ -1,7 +1,6 @@
 """Pretraining the embedded base model: corpus, schedule, output format, and exact resume after a kill."""
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -71,13 +70,13 @@ def _weights(path: Path) -> dict:
     return transformers.AutoModelForCausalLM.from_pretrained(path).state_dict()
 
 
-def test_killed_run_resumes_from_its_last_checkpoint_and_ends_identical(tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint_and_ends_identical(tmp_path, stage_env):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
     overrides = {**TINY, "steps": 150, "save_every": 5, "eval_every": 50}
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "labkit", "pretrain", "--out", str(out),
                 *(a for key, value in overrides.items() for a in ("--set", f"{key}={value}"))]
-    args, env = command(killed), {**os.environ, "OMP_NUM_THREADS": "1"}
+    args, env = command(killed), stage_env
     # The uninterrupted run goes beside the one to be killed: one core each.
     reference = subprocess.Popen(command(straight), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

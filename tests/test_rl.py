@@ -111,9 +111,6 @@ def test_a_per_completion_reward_gives_that_group_nothing_to_learn():
 
 # --- smoke runs -------------------------------------------------------------------------------------------------
 
-from tests.test_sft import smoke_data, tiny_model  # noqa: E402,F401  (session fixtures shared with SFT)
-
-
 def _smoke(tmp_path, **overrides):
     from labkit import config
     cfg = config.resolve(rl.RLConfig, "smoke", {"out_dir": str(tmp_path / "rl"), **overrides})
@@ -131,19 +128,19 @@ def _smoke(tmp_path, **overrides):
     return run, metrics
 
 
-def test_smoke_from_the_base_model(tiny_model, smoke_data, tmp_path):
+def test_smoke_from_the_base_model(tiny_model_dir, smoke_data, tmp_path):
     # A random model never passes: the binary reward would give it nothing; the fine one tells errors apart.
-    run, metrics = _smoke(tmp_path, **{"model.name_or_path": tiny_model, "data_dir": smoke_data,
+    run, metrics = _smoke(tmp_path, **{"model.name_or_path": tiny_model_dir, "data_dir": smoke_data,
                                        "prompts": "atom_base,train_A", "reward": "fine"})
     kl = [r["value"] for r in metrics if r["metric"] == "kl"]
     assert kl[0] == pytest.approx(0, abs=1e-6) and kl[-1] > 0   # the policy moves away from its init
 
 
 @pytest.fixture(scope="module")
-def sft_run(tiny_model, smoke_data, tmp_path_factory):
+def sft_run(tiny_model_dir, smoke_data, tmp_path_factory):
     from labkit import config, sft
     out = tmp_path_factory.mktemp("sft") / "run"
-    sft.train(config.resolve(sft.SFTConfig, "smoke", {"model.name_or_path": tiny_model, "data_dir": smoke_data,
+    sft.train(config.resolve(sft.SFTConfig, "smoke", {"model.name_or_path": tiny_model_dir, "data_dir": smoke_data,
                                                       "out_dir": str(out)}))
     return out
 
@@ -163,27 +160,25 @@ def test_smoke_from_an_sft_checkpoint_starts_where_sft_ended(sft_run, tmp_path):
     assert any(r["metric"] == "buffer" for r in metrics)
 
 
-def test_bad_prompts_are_a_clear_error(tiny_model, smoke_data, tmp_path):
+def test_bad_prompts_are_a_clear_error(tiny_model_dir, smoke_data, tmp_path):
     from labkit import cli
-    base = ["rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model}", "--data", smoke_data,
+    base = ["rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model_dir}", "--data", smoke_data,
             "--out", str(tmp_path / "x")]
     assert cli.main(base) == 2                                    # prompts=sft needs an SFT run as init
     assert cli.main([*base, "--set", "prompts=test_target"]) == 2  # test splits are for evaluation only
 
 
-def test_runs_under_accelerate_launch_with_two_processes(tiny_model, smoke_data, tmp_path):
+def test_runs_under_accelerate_launch_with_two_processes(tiny_model_dir, smoke_data, tmp_path, stage_env):
     """Each process samples and scores its share of the prompts; the main one logs every step once."""
-    import os
     import subprocess
     import sys
     from labkit import runs
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-                           "-m", "labkit", "rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model}",
+                           "-m", "labkit", "rl", "--preset", "smoke", "--set", f"model.name_or_path={tiny_model_dir}",
                            "--data", smoke_data, "--set", "prompts=atom_base,train_A", "--set", "steps=2",
                            "--set", "eval.sizes.atom_base=0", "--set", "eval.sizes.test_target=0",
-                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+                           "--out", str(out)], env=stage_env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     keys = [(r["step"], r["split"], r["metric"]) for r in runs.read_jsonl(out / "metrics.jsonl")]
     assert len(keys) == len(set(keys))

@@ -8,8 +8,8 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 
 from labkit import runs
+from labkit.atomic import AtomicConfig
 from labkit.config import UserError
-from tests.test_config import Outer
 
 
 def _tiny():
@@ -21,10 +21,10 @@ def _tiny():
 
 
 def test_config_mismatch_is_refused(tmp_path):
-    runs.RunDir(tmp_path, Outer())
-    runs.RunDir(tmp_path, Outer())  # same config: fine
+    runs.RunDir(tmp_path, AtomicConfig())
+    runs.RunDir(tmp_path, AtomicConfig())  # same config: fine
     with pytest.raises(UserError, match="seed"):
-        runs.RunDir(tmp_path, Outer(seed=1))
+        runs.RunDir(tmp_path, AtomicConfig(seed=1))
 
 
 def test_resume_drops_metrics_after_last_checkpoint(tmp_path):

@@ -10,11 +10,6 @@ from labkit import atomic, sampling, tasks
 from labkit import models
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return models.embedded_tokenizer()
-
-
 class Scripted(torch.nn.Module):
     """A stand-in model that writes `script` token by token after a one-token prompt, whatever it is fed."""
 
@@ -54,11 +49,6 @@ def test_eos_ends_a_sample(tokenizer):
 
 
 @pytest.fixture(scope="module")
-def tiny_model():
-    return models.load(models.ModelConfig(size="tiny", device="cpu"), seed=0)
-
-
-@pytest.fixture(scope="module")
 def tiny_gpt2(tokenizer):
     """Another architecture (learned absolute positions, its own cache layout), as a local HF model would be."""
     torch.manual_seed(0)
@@ -73,7 +63,7 @@ def prompts():
     return [t.prompt for t in tasks.atom_base(atomic.library()) if t.entry_point in chosen]
 
 
-@pytest.mark.parametrize("which", ["tiny_model", "tiny_gpt2"])
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_gpt2"])
 def test_greedy_completions_match_plain_generate_without_a_cache(which, prompts, request):
     model, tok = request.getfixturevalue(which)
     model.train()                         # dropout on: complete must switch it off and back
@@ -93,8 +83,8 @@ def test_greedy_completions_match_plain_generate_without_a_cache(which, prompts,
         assert "\n" not in rest.rstrip("\n")
 
 
-def test_sampling_is_seeded_and_greedy_does_not_depend_on_the_batch_size(tiny_model, prompts):
-    model, tok = tiny_model
+def test_sampling_is_seeded_and_greedy_does_not_depend_on_the_batch_size(tiny_llama, prompts):
+    model, tok = tiny_llama
 
     def sampled(batch_size):
         torch.manual_seed(3)

@@ -1,6 +1,5 @@
 """SFT: a smoke run, kill -9 and resume (a test shared by every trainer stage), bad input, data parallel."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,41 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from labkit import atomic, cli, config, models, runs, sft, tasks
+from labkit import cli, config, models, runs, sft
 from labkit.batches import encode
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def smoke_data(tmp_path_factory) -> str:
-    """A small data directory in synth's format. The trainer only reads tasks, so atomic tasks stand in for
-    every split: it keeps these tests independent of synthesis time (tests/test_synth.py covers synth)."""
-    out = tmp_path_factory.mktemp("data")
-    atoms = tasks.atom_base(atomic.library(0))
-    splits = {"atom_base": atoms[:80], "train_A": atoms[80:88], "train_B": atoms[80:96], "train_C": atoms[80:120],
-              "test_in_domain": atoms[120:136], "test_target": atoms[136:152]}
-    for split, task_list in splits.items():
-        runs.write_jsonl(out / f"{split}.jsonl", [{**t.to_json(), "split": split} for t in task_list])
-    (out / "manifest.json").write_text(json.dumps({"counts": {s: len(t) for s, t in splits.items()}}))
-    return str(out)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    """A random tiny Llama with the embedded tokenizer, saved as a local HF model directory."""
-    out = tmp_path_factory.mktemp("model") / "tiny"
-    model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
-
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}   # one core per stage process
-
-
-def labkit(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "labkit", *args], cwd=ROOT, env=ENV, capture_output=True,
+def labkit(env: dict, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "labkit", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, **kwargs)
 
 
@@ -53,8 +25,8 @@ def keys(run: Path) -> list[tuple]:
 
 # --- smoke ----------------------------------------------------------------------------------------------------
 
-def test_smoke_run_writes_metrics_samples_and_checkpoints(tiny_model, smoke_data, tmp_path):
-    cfg = config.resolve(sft.SFTConfig, "smoke", {"model.name_or_path": tiny_model, "data_dir": smoke_data,
+def test_smoke_run_writes_metrics_samples_and_checkpoints(tiny_model_dir, smoke_data, tmp_path):
+    cfg = config.resolve(sft.SFTConfig, "smoke", {"model.name_or_path": tiny_model_dir, "data_dir": smoke_data,
                                                   "out_dir": str(tmp_path / "run"), "epochs": 2})
     seen = []
     run = sft.train(cfg, callbacks=[seen.append])
@@ -75,8 +47,8 @@ def test_smoke_run_writes_metrics_samples_and_checkpoints(tiny_model, smoke_data
     assert keys(run.path) == [(r["step"], r["split"], r["metric"]) for r in metrics]
 
 
-def test_the_loss_is_on_the_response_tokens_only(tiny_model):
-    _, tokenizer = models.load(models.ModelConfig(name_or_path=tiny_model), seed=0)
+def test_the_loss_is_on_the_response_tokens_only(tiny_model_dir):
+    _, tokenizer = models.load(models.ModelConfig(name_or_path=tiny_model_dir), seed=0)
     ids, labels = encode(tokenizer, "def f(x: int) -> int:\n    \"\"\"Double x.\"\"\"\n", "    return 2 * x\n")
     n_prompt = labels.count(-100)
     assert n_prompt > 0 and labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
@@ -114,13 +86,14 @@ KILL_RESUME_RUNS = {
 
 
 @pytest.mark.parametrize("stage", list(KILL_RESUME_RUNS))
-def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_model, smoke_data, tmp_path):
-    args = KILL_RESUME_RUNS[stage](tiny_model, smoke_data)
+def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_model_dir, smoke_data, tmp_path,
+                                                                   stage_env):
+    args = KILL_RESUME_RUNS[stage](tiny_model_dir, smoke_data)
 
     def start(out: Path) -> subprocess.Popen:
         with open(tmp_path / f"{out.name}.log", "w") as log:   # the child keeps its own copy of the fd
             return subprocess.Popen([sys.executable, "-m", "labkit", *args, "--out", str(out)], cwd=ROOT,
-                                    env=ENV, stdout=subprocess.DEVNULL, stderr=log)
+                                    env=stage_env, stdout=subprocess.DEVNULL, stderr=log)
 
     # The reference (never killed) runs beside the run to be killed: one core each.
     reference, run = start(tmp_path / "reference"), tmp_path / "killed"
@@ -137,7 +110,7 @@ def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_
     final = json.loads((tmp_path / "reference" / "checkpoints" / "index.json").read_text())["last"]
     assert killed_at != final, "killed after the last checkpoint: nothing left to resume"
 
-    resumed = labkit(*args, "--out", str(run), timeout=300)
+    resumed = labkit(stage_env, *args, "--out", str(run), timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     got, want = keys(run), keys(tmp_path / "reference")
     assert len(got) == len(set(got)), "a (step, split, metric) was logged twice"
@@ -150,8 +123,8 @@ def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_
 
 # --- bad input ------------------------------------------------------------------------------------------------
 
-def test_bad_input_exits_2_with_a_clear_message(tiny_model, smoke_data, tmp_path, capsys):
-    base = ["sft", "--preset", "smoke", "--model", tiny_model, "--out", str(tmp_path / "run")]
+def test_bad_input_exits_2_with_a_clear_message(tiny_model_dir, smoke_data, tmp_path, capsys):
+    base = ["sft", "--preset", "smoke", "--model", tiny_model_dir, "--out", str(tmp_path / "run")]
 
     def fails(*args, match):
         assert cli.main([*base, *args]) == 2
@@ -176,15 +149,15 @@ DP_TOLERANCE = 1e-4   # abs. difference of per-step training losses, 1 process v
 
 
 @pytest.mark.slow   # ~50 s on 2 loaded cores: two process launches plus a one-process reference
-def test_accelerate_two_processes_match_one_process(tiny_model, smoke_data, tmp_path):
-    args = ["sft", "--preset", "smoke", "--model", tiny_model, "--data", smoke_data, "--set", "log_every=1",
+def test_accelerate_two_processes_match_one_process(tiny_model_dir, smoke_data, tmp_path, stage_env):
+    args = ["sft", "--preset", "smoke", "--model", tiny_model_dir, "--data", smoke_data, "--set", "log_every=1",
             "--set", "eval.sizes={}", "--set", "max_steps=10"]
-    one = labkit(*args, "--out", str(tmp_path / "one"), timeout=300)
+    one = labkit(stage_env, *args, "--out", str(tmp_path / "one"), timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                           "-m", "labkit", *args, "--out", str(tmp_path / "two")],
-                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=stage_env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
 
     def losses(run):
