@@ -4,8 +4,8 @@
     status = run_jobs(jobs, workers=2, threads=1, log_dir=Path("runs/04/logs"), watch=LiveRuns(...))
 
 Why processes: on the lab's 2 shared cores a ~1 M-parameter model uses a second thread poorly, and independent
-runs side by side with one thread each finish sooner (DESIGN §2.3; measured: two SFT `lab` runs one after the
-other with 2 threads 78 s, side by side with 1 thread each 41 s). The findings suite (`experiments.py`) and
+runs side by side with one thread each finish sooner (DESIGN §2.3; the README has the measurement). The
+findings suite (`experiments.py`) and
 notebooks 04 and 05 run their grids this way. A run's numbers depend on its thread count only in the last
 bits of its floats (the same seed and thread count give the same numbers).
 """
