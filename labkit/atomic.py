@@ -1,9 +1,9 @@
 """The atomic library: 100 basic Python functions, each a small task with prompts, a typed signature and tests.
 
 The functions themselves are written as ordinary Python in `atomic_functions.py`, each under an `@atom(...)`
-decorator that records its topic, prompt phrasings and input generator in `atomic_functions.FUNCTIONS`. This module turns them into
-`AtomicSpec` records: the reference source text (decorator stripped, so it is self-contained), the signature
-from the annotations, and tests made by running the reference on seeded inputs.
+decorator that records its topic, prompt phrasings and input generator in `atomic_functions.FUNCTIONS`.
+This module turns them into `AtomicSpec` records: the reference source text (decorator stripped, so it is
+self-contained), the signature from the annotations, and tests made by running the reference on seeded inputs.
 
 Prompt phrasings are lowercase imperative verb phrases with `{param}` placeholders, e.g.
 "sum the decimal digits of {n}". `spec.describe()` renders one as a sentence ("Sum the decimal digits of n.");

@@ -7,7 +7,8 @@ code that uses it (e.g. `SFTConfig` in `sft.py`). This module holds the machiner
     save(cfg, run_dir / "config.json");  load(SFTConfig, run_dir / "config.json") == cfg
 
 A config class lists its presets in a class attribute `PRESETS = {"smoke": {...}, "quick": {...}, ...}`,
-each a dict of dotted overrides applied on top of the dataclass defaults. Nested dataclasses give the
+each a dict of dotted overrides applied on top of the dataclass defaults, and the old names of renamed keys in
+`ALIASES = {"old": "new"}`. Nested dataclasses give the
 dotted keys (`model.name_or_path`). The same (preset, overrides) pair is what notebooks take as papermill
 parameters, so a notebook run and a CLI run of the same stage are configured identically.
 """
@@ -106,6 +107,9 @@ def _field_types(cls) -> dict[str, Any]:
 
 def _set(cfg, key: str, value):
     head, _, rest = key.partition(".")
+    # A renamed key keeps its old name as an alias (the class lists them as ALIASES = {old: new}), so old
+    # config.json files and commands still work; the config and config.json use the new name.
+    head = getattr(type(cfg), "ALIASES", {}).get(head, head)
     names = [f.name for f in dataclasses.fields(cfg)]
     if head not in names:
         raise ConfigError(_unknown_key_message(type(cfg), key))

@@ -3,27 +3,22 @@
     python -m labkit rl --preset quick --init runs/sft --out runs/rl
 
 One RL step (DESIGN §2.1, §2.2):
-  1. sample `group_size` completions for each of `prompts_per_step` training prompts (batched, KV cache, each
-     sample stopped at the end of its function: generation dominates a step, NOTES-environment.md);
+  1. sample `num_generations` completions for each of `prompts_per_step` prompts of the pool (`prompts.py`;
+     batched, KV cache, each sample stopped at the end of its function: `rollouts.py`);
   2. run every program against its unit tests in the sandbox and turn the verdicts into rewards, per token
      (`rewards.py`: the `fine` mode puts its penalty on exactly the tokens of the erroring line);
-  3. update the policy:
-     - `grpo`: advantages normalised within each prompt's group, PPO-clip ratio over `inner_updates` passes on
-       the batch, KL to the frozen init with the k3 estimator (with LoRA the reference is the same model with
-       its adapter disabled, not a second copy);
+  3. update the policy (the math: `policy.py`):
+     - `grpo`: advantages relative to each prompt's group, PPO-clip over `num_iterations` passes on the batch,
+       KL to the frozen init with the k3 estimator (with LoRA the reference is the model with its adapter off);
      - `rltf`: samples go to a buffer (queue) that the trainer draws from; a generator, refreshed from the
        trainer's weights every `refresh_every` steps, fills it; the baseline is the reward of the prompt's greedy
        sample; optionally every `sl_every`-th step is a supervised step on the reference solutions.
-Token-level advantages carry both algorithms: A_t = A(completion) + line penalty_t. With a per-completion
-reward every token of a sample shares its advantage; `fine` adds RLTF's -0.3 on exactly the tokens of the line an
-error points at (so even a group whose samples all got the same reward still learns which line failed).
-Sampling and rewards are `labkit/rollouts.py`; evaluation, metrics, checkpoints and resume are the shared loop's
-(`labkit/loop.py`), so RL curves continue SFT curves. The per-step metrics of the samples RL trains on go to the
-split "rl" (reward mean/spread, pass rate, KL, entropy, completion length, verdict and error-type shares).
-
+Token-level advantages carry both algorithms: A_t = A(completion) + line penalty_t: `fine` adds RLTF's -0.3 on
+exactly the tokens of the line an error points at (so even a group of equal rewards learns which line failed).
+Evaluation, metrics, checkpoints and resume are the shared loop's (`loop.py`), so RL curves continue SFT curves;
+the per-step metrics of the samples go to the split "rl" (reward, pass rate, KL, entropy, lengths, error shares).
 Sandbox runs are not overlapped with sampling: GRPO needs a step's verdicts before its update, and running a
-step's programs is a small share of the step (`bench/rl_step.py`), so overlap would have to split the sampling
-batch, which costs more than it could hide.
+step's programs is a small share of the step (`bench/rl_step.py`).
 """
 from __future__ import annotations
 
@@ -31,6 +26,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,21 +34,23 @@ from typing import Callable, ClassVar, Literal
 
 import torch
 
-from labkit import batches, config, loop, runs, sampling, tasks
+from labkit import batches, config, files, loop, prompts, runs, sampling
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, add_lora, load
+from labkit.policy import (clipped_surrogate, group_advantages, k3, reference_of, token_advantages, token_logprobs,
+                           token_weights)
 from labkit.rewards import RewardMode
 from labkit.rollouts import (ROLLOUT, Rollout, Scored, collate_experience, experiences, reward_rollout,
-                             rollout_records, sample)
+                             rollout_records, sample, select_groups)
 from labkit.sft import SFTConfig
 
 
 @dataclass
 class RLConfig:
-    # The policy's starting point: "base" (the model in `model`), an SFT run directory (its `init_checkpoint`,
-    # with the SFT run's model settings), or any model directory. With init != "base", `model` contributes only
-    # device, dtype and `lora` (an adapter for RL itself, on top of the merged init).
+    # The policy's starting point: "base" (the model in `model`), an SFT run directory (its `init_checkpoint`, with
+    # the SFT run's model settings), or any model directory. With init != "base", `model` gives only device, dtype
+    # and `lora` (an adapter for RL itself, on top of the merged init).
     model: ModelConfig = field(default_factory=ModelConfig)
     init: str = "base"
     init_checkpoint: Literal["last", "best"] = "last"
@@ -61,20 +59,40 @@ class RLConfig:
     # in-domain prompts the SFT run never saw (train_C minus its mixture), or comma-separated training splits.
     prompts: str = "sft"
     algorithm: Literal["grpo", "rltf"] = "grpo"
-    # Default binary: with the lab's ~1 M model, the shaped rewards (coarse, and fine on top of it) score a wrong
-    # answer above an error, and RL from a half-trained SFT checkpoint collapsed to bodies like `return 0`
-    # (train pass@1 0.33 -> 0.18 in 40 steps, while binary rose to 0.38). Notebook 05 runs the ablation.
+    # Default binary: the shaped rewards (coarse, and fine on top of it) score a wrong answer above an error, and
+    # a tiny model learns to write bodies like `return 0` (notebook 05 runs the ablation; README: its numbers).
     reward: RewardMode = "binary"
     steps: int = 100
     prompts_per_step: int = 8         # global (split across processes under accelerate)
-    group_size: int = 8               # completions sampled per prompt
+    # The pool: at most `max_prompts` of the chosen prompts (a fixed random subset; 0 = all), so that RL revisits
+    # the prompts it is judged on; prompts whose reference body is longer than `max_new_tokens` can never pass
+    # and are left out (counted in the log).
+    max_prompts: int = 0
+    # "edge": keep only the prompts the start policy solves sometimes (0 < pass rate < 1 over num_generations
+    # samples, measured once at the start, recorded in OUT/prompt_filter.json): the others give groups with equal
+    # rewards, hence no gradient.
+    prompt_filter: Literal["none", "edge"] = "none"
+    # Option names and meanings follow TRL's GRPOConfig; the old labkit names are aliases (ALIASES below).
+    num_generations: int = 8          # completions sampled per prompt: one GRPO group (was group_size)
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 96
     lr: float = 1e-4
-    kl_coef: float = 0.05             # weight of the k3 KL to the init; 0 skips the reference pass
-    clip_eps: float = 0.2             # PPO clip range of the probability ratio
-    inner_updates: int = 1            # optimizer steps on each sampled batch (grpo)
+    beta: float = 0.05                # weight of the k3 KL to the init; 0 skips the reference pass (was kl_coef)
+    epsilon: float = 0.2              # PPO clip: the ratio is kept above 1 - epsilon (was clip_eps)
+    epsilon_high: float | None = None  # ... and below 1 + epsilon_high (DAPO's clip-higher); None: = epsilon
+    num_iterations: int = 1           # optimizer steps per sampled batch; > 1 lets the clip act (was inner_updates)
+    # How token losses become the batch loss: "grpo" the mean over each completion's tokens, then over completions;
+    # "dr_grpo" the sum over tokens / (completions x max_new_tokens); "dapo" the sum over tokens / all tokens.
+    loss_type: Literal["grpo", "dr_grpo", "dapo"] = "dapo"
+    # Advantages: reward minus the group's mean, divided by the group's std ("group"), by the batch's std
+    # ("batch"), or not divided ("none": Dr. GRPO; the std favours prompts whose rewards barely differ).
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    mask_truncated_completions: bool = False   # completions cut at max_new_tokens get no loss
+    # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and further prompts sampled, up to
+    # `max_resample` extra rounds per step, until the step holds `prompts_per_step` groups (grpo).
+    dynamic_sampling: bool = False
+    max_resample: int = 2
     micro_batch: int = 0              # completions per forward/backward; 0 = the whole batch at once
     grad_clip: float = 1.0
     # rltf: the generator fills a buffer (queue) the trainer samples from; refreshed from the trainer's weights
@@ -91,112 +109,74 @@ class RLConfig:
     # The evaluation presets are SFT's (loop.EVAL_PRESETS), so RL curves continue the SFT run's curves.
     PRESETS: ClassVar[dict] = {
         # Tests and notebook smoke runs: a few steps (seconds with a tiny model).
-        "smoke": {**EVAL_PRESETS["smoke"], "steps": 4, "prompts_per_step": 4, "group_size": 4, "max_new_tokens": 40,
-                  "lr": 1e-3, "rltf_batch": 16, "refresh_every": 2, "eval.every": 4},
+        "smoke": {**EVAL_PRESETS["smoke"], "steps": 4, "prompts_per_step": 4, "num_generations": 4,
+                  "max_new_tokens": 40, "lr": 1e-3, "rltf_batch": 16, "refresh_every": 2, "eval.every": 4},
         # The CPU lab: a ~1 M model, a few minutes per run.
-        "quick": {**EVAL_PRESETS["quick"], "steps": 120, "prompts_per_step": 8, "group_size": 8, "max_new_tokens": 64,
-                  "eval.every": 30},
+        "quick": {**EVAL_PRESETS["quick"], "steps": 120, "prompts_per_step": 8, "num_generations": 8,
+                  "max_new_tokens": 64, "eval.every": 30},
         # The quick preset cut to fit notebook 05 into the main job (lab.sh); `quick` is the reference.
-        "lab": {**EVAL_PRESETS["lab"], "steps": 20, "prompts_per_step": 4, "group_size": 8, "max_new_tokens": 64,
-                "eval.every": 10},
+        "lab": {**EVAL_PRESETS["lab"], "steps": 20, "prompts_per_step": 4, "num_generations": 8,
+                "max_new_tokens": 64, "eval.every": 10},
         # A GPU.
-        "full": {**EVAL_PRESETS["full"], "steps": 1000, "prompts_per_step": 32, "group_size": 16,
-                 "max_new_tokens": 160, "inner_updates": 2, "micro_batch": 128, "eval.every": 100},
+        "full": {**EVAL_PRESETS["full"], "steps": 1000, "prompts_per_step": 32, "num_generations": 16,
+                 "max_new_tokens": 160, "num_iterations": 2, "micro_batch": 128, "eval.every": 100},
     }
+    ALIASES: ClassVar[dict] = {"group_size": "num_generations", "kl_coef": "beta", "clip_eps": "epsilon",
+                               "inner_updates": "num_iterations"}
 
 
 CONFIG = RLConfig
+FILTER_FILE = "prompt_filter.json"   # the start policy's pass rate on every prompt (prompt_filter=edge)
 CLI_ALIASES = {"--init": "init", "--out": "out_dir", "--seed": "seed", "--data": "data_dir"}
-
-
-# --- the policy-gradient math -------------------------------------------------------------------------------
-
-def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
-    """GRPO: each reward minus its group's mean, over the group's standard deviation. A group whose samples
-    all got the same reward teaches nothing (advantage 0): RL on prompts SFT has memorised (DESIGN §2.3)."""
-    r = rewards.view(-1, group_size)
-    return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)).view(-1)
-
-
-def token_advantages(seq_advantages: torch.Tensor, scored: Scored, mask: torch.Tensor) -> torch.Tensor:
-    """[N, Tc]: each completion's advantage on all its tokens, plus the fine mode's line penalties on exactly
-    the tokens of the erroring line. Token-level credit: a sample with one bad line is not blamed evenly."""
-    return (seq_advantages.unsqueeze(1) + scored.line_penalties) * mask
-
-
-def k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(policy || reference) estimate from the sampled tokens (Schulman's k3): exp(d) - d - 1 with
-    d = ref - policy. Unbiased, never negative, lower variance than -d."""
-    d = ref_logp - logp
-    return torch.exp(d) - d - 1
-
-
-def clipped_surrogate(logp, old_logp, advantages, clip_eps: float) -> torch.Tensor:
-    """PPO-clip per token, to minimise: -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)."""
-    ratio = torch.exp(logp - old_logp)
-    return -torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
-
-
-def token_logprobs(model, batch: dict, temperature: float, with_entropy: bool = False):
-    """Log-probability of each completion token at the sampling temperature ([N, Tc]) and, when asked, the
-    policy's entropy per token. Only the completion positions go through the output layer."""
-    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
-    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
-    positions = (mask.cumsum(1) - 1).clamp(min=0)   # as `generate` numbers left-padded prompts
-    tc = batch["completion_ids"].shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                   logits_to_keep=tc + 1).logits[:, :-1].float() / temperature
-    norm = logits.logsumexp(-1)
-    logp = logits.gather(-1, batch["completion_ids"].unsqueeze(-1)).squeeze(-1) - norm
-    if not with_entropy:
-        return logp, None
-    with torch.no_grad():
-        entropy = norm - (logits.softmax(-1) * logits).sum(-1)
-    return logp, entropy
-
-
-@contextlib.contextmanager
-def reference_of(model, frozen):
-    """The reference policy: a frozen copy of the init, or, with LoRA, the model itself with its adapter
-    disabled (the init's weights are exactly the base under the adapter: no second copy in memory)."""
-    if frozen is not None:
-        yield frozen
-    else:
-        with model.disable_adapter():
-            yield model
 
 
 # --- updates ------------------------------------------------------------------------------------------------
 
-def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Tensor) -> dict:
-    """`inner_updates` optimizer steps on one batch: PPO-clip on the token advantages + kl_coef * k3.
+def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Tensor,
+                  loss_mask: torch.Tensor | None = None) -> dict:
+    """`num_iterations` optimizer steps on one batch: PPO-clip on the token advantages + beta * k3, token losses
+    summed with the weights of `loss_type`; `loss_mask` [N] (0/1) leaves completions out of the loss.
 
     The first pass's log-probs are the "old" ones (the weights that sampled the batch, or for RLTF the
-    trainer's current weights: plain policy gradient, as RLTF), so no extra forward pass is spent on them.
-    The loss is normalised by the completion tokens of the *global* batch, so data-parallel gradients
-    (averaged over processes) equal the one-process gradient.
+    trainer's current weights: plain policy gradient, as RLTF), so no extra forward pass is spent on them; from
+    the second pass on the ratio moves away from 1 and the clip bounds the step ("clip_frac": the share of
+    tokens whose ratio is out of bounds, over those passes).
     """
     cfg, model, accelerator = rl.cfg, lp.model, lp.accelerator
     mask = batch["completion_mask"].float()
+    if loss_mask is not None:
+        mask = mask * loss_mask.unsqueeze(1)
     n_tokens = accelerator.reduce(mask.sum(), "sum").clamp(min=1)
+    weights = None   # dapo keeps its plain sum / tokens below
+    if cfg.loss_type != "dapo":
+        n_completions = accelerator.reduce(torch.tensor(float(len(mask)), device=mask.device), "sum")
+        weights = token_weights(mask, cfg.loss_type, n_tokens, n_completions, cfg.max_new_tokens)
     size = cfg.micro_batch or len(mask)
     chunks = [slice(i, i + size) for i in range(0, len(mask), size)]
     part = [{k: v[c] for k, v in batch.items()} for c in chunks]
     ref_logp = [None] * len(chunks)
-    if cfg.kl_coef > 0:
+    if cfg.beta > 0:
         with torch.no_grad(), reference_of(lp.unwrapped, rl.frozen) as reference:
             ref_logp = [token_logprobs(reference, b, cfg.temperature)[0] for b in part]
     old_logp = [None] * len(chunks)
     sums = collections.Counter()
-    for it in range(cfg.inner_updates):
+    for it in range(cfg.num_iterations):
         for j, (c, b) in enumerate(zip(chunks, part)):
             logp, entropy = token_logprobs(model, b, cfg.temperature, with_entropy=it == 0)
             old = logp.detach() if old_logp[j] is None else old_logp[j]
-            per_token = clipped_surrogate(logp, old, advantages[c], cfg.clip_eps)
+            per_token = clipped_surrogate(logp, old, advantages[c], cfg.epsilon, cfg.epsilon_high)
             if ref_logp[j] is not None:
                 kl = k3(logp, ref_logp[j])
-                per_token = per_token + cfg.kl_coef * kl
-            loss = (per_token * mask[c]).sum() * accelerator.num_processes / n_tokens
+                per_token = per_token + cfg.beta * kl
+            if cfg.loss_type == "dapo":
+                loss = (per_token * mask[c]).sum() * accelerator.num_processes / n_tokens
+            else:
+                loss = (per_token * weights[c]).sum() * accelerator.num_processes
+            if it > 0:
+                ratio = torch.exp(logp.detach() - old)
+                high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
+                out_of_bounds = ((ratio < 1 - cfg.epsilon) | (ratio > 1 + high)).float()
+                sums["clipped"] += (out_of_bounds * mask[c]).sum().item()
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else accelerator.no_sync(model)
             with sync:
                 accelerator.backward(loss)
@@ -211,8 +191,10 @@ def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Te
         lp.optimizer.zero_grad(set_to_none=True)
     local = mask.sum().clamp(min=1).item()
     out = {"train_loss": sums["loss"], "entropy": sums["entropy"] / local}
-    if cfg.kl_coef > 0:
+    if cfg.beta > 0:
         out["kl"] = sums["kl"] / local
+    if cfg.num_iterations > 1:
+        out["clip_frac"] = sums["clipped"] / (local * (cfg.num_iterations - 1))
     return out
 
 
@@ -253,9 +235,13 @@ class Actors:
 def grpo_update(lp: loop.Loop, rl: Actors, rollout: Rollout, scored: Scored) -> dict:
     """GRPO on one step's sampled groups: group-normalised advantages, then the clipped policy update."""
     cfg, mask = rl.cfg, rollout.batch["completion_mask"]
-    advantages = token_advantages(group_advantages(scored.rewards, cfg.group_size), scored, mask)
-    stats = policy_update(lp, rl, rollout.batch, advantages)
-    stats["zero_advantage_groups"] = (scored.rewards.view(-1, cfg.group_size).std(1) == 0).float().mean().item()
+    advantages = token_advantages(group_advantages(scored.rewards, cfg.num_generations, cfg.scale_rewards),
+                                  scored.line_penalties, mask)
+    loss_mask = None
+    if cfg.mask_truncated_completions:
+        loss_mask = (~torch.tensor(rollout.truncated, dtype=torch.bool)).float().to(mask.device)
+    stats = policy_update(lp, rl, rollout.batch, advantages, loss_mask)
+    stats["zero_advantage_groups"] = (scored.rewards.view(-1, cfg.num_generations).std(1) == 0).float().mean().item()
     stats["tokens"] = int(lp.accelerator.reduce(mask.sum(), "sum").item())
     return stats
 
@@ -265,11 +251,11 @@ def rltf_update(lp: loop.Loop, rl: Actors, rollout: Rollout, scored: Scored) -> 
     prompt's greedy sample), then the trainer updates on a random draw from the buffer, or on the reference
     solutions every `sl_every`-th step."""
     cfg, accelerator = rl.cfg, lp.accelerator
-    chosen = rollout.tasks[::cfg.group_size]
+    chosen = rollout.tasks[::cfg.num_generations]
     greedy = rl.sample(lp.tokenizer, chosen, 1, greedy=True)
-    baseline = reward_rollout(greedy, cfg.reward, cfg.sandbox_timeout).rewards.repeat_interleave(cfg.group_size)
+    baseline = reward_rollout(greedy, cfg.reward, cfg.sandbox_timeout).rewards.repeat_interleave(cfg.num_generations)
     mask = rollout.batch["completion_mask"]
-    rl.buffer.extend(experiences(rollout, token_advantages(scored.rewards - baseline, scored, mask)))
+    rl.buffer.extend(experiences(rollout, token_advantages(scored.rewards - baseline, scored.line_penalties, mask)))
     if cfg.sl_every and (lp.step + 1) % cfg.sl_every == 0:
         stats = sl_update(lp, chosen, cfg)
         stats["tokens"] = 0
@@ -282,14 +268,41 @@ def rltf_update(lp: loop.Loop, rl: Actors, rollout: Rollout, scored: Scored) -> 
     return stats
 
 
-def rl_step(lp: loop.Loop, rl: Actors, chosen: list) -> tuple[Rollout, Scored, dict]:
-    """One RL step on this process's prompts: sample their groups, reward them, update the policy."""
+def varied_groups(scored: Scored, group_size: int) -> list[int]:
+    """The groups whose rewards are not all equal: the only ones a group-relative advantage can learn from."""
+    return [g for g, std in enumerate(scored.rewards.view(-1, group_size).std(1).tolist()) if std > 0]
+
+
+def rl_step(lp: loop.Loop, rl: Actors, chosen: list, more: Callable[[int], list] | None = None
+            ) -> tuple[Rollout, Scored, dict]:
+    """One RL step on this process's prompts: sample their groups, reward them, update the policy. With
+    dynamic sampling, `more(round)` gives further prompts for the groups with equal rewards that are dropped.
+    -> (the rollout of `chosen` and its rewards, as logged; the update's statistics)."""
     cfg = rl.cfg
     if cfg.algorithm == "rltf" and rl.generator is not lp.unwrapped and lp.step % cfg.refresh_every == 0:
         rl.generator.load_state_dict(lp.unwrapped.state_dict())
-    rollout = rl.sample(lp.tokenizer, chosen, cfg.group_size)
+    rollout = rl.sample(lp.tokenizer, chosen, cfg.num_generations)
     scored = reward_rollout(rollout, cfg.reward, cfg.sandbox_timeout)
-    stats = (grpo_update if cfg.algorithm == "grpo" else rltf_update)(lp, rl, rollout, scored)
+    if cfg.algorithm == "rltf":
+        return rollout, scored, rltf_update(lp, rl, rollout, scored)
+    if not cfg.dynamic_sampling:
+        return rollout, scored, grpo_update(lp, rl, rollout, scored)
+    # DAPO's dynamic sampling: keep the groups that can teach, sample more prompts until the batch is full.
+    n = cfg.num_generations
+    parts, kept, rounds = [(rollout, scored, varied_groups(scored, n))], len(varied_groups(scored, n)), 0
+    while kept < len(chosen) and rounds < cfg.max_resample and more is not None:
+        rounds += 1
+        extra = rl.sample(lp.tokenizer, more(rounds), n)
+        extra_scored = reward_rollout(extra, cfg.reward, cfg.sandbox_timeout)
+        groups = varied_groups(extra_scored, n)[:len(chosen) - kept]
+        parts.append((extra, extra_scored, groups))
+        kept += len(groups)
+    stats = {"dynamic/groups_kept": kept / len(chosen), "dynamic/rounds": rounds}
+    if kept == 0:   # nothing to learn from this step: no update (a zero-variance batch would only move the KL)
+        return rollout, scored, {**stats, "tokens": 0}
+    batch_rollout, batch_scored = select_groups(parts, n, lp.tokenizer.pad_token_id)
+    stats.update(grpo_update(lp, rl, batch_rollout, batch_scored))
+    stats["zero_advantage_groups"] = 1 - len(parts[0][2]) / len(chosen)   # of the step's own prompts
     return rollout, scored, stats
 
 
@@ -338,49 +351,30 @@ def load_init(cfg: RLConfig, sft_cfg):
     return model, tokenizer
 
 
-def prompt_pool(cfg: RLConfig, sft_cfg, data_dir: str) -> list:
-    """The training prompts (see `RLConfig.prompts`), with errors that say how to fix a bad choice."""
-    if cfg.prompts in ("sft", "fresh"):
-        if sft_cfg is None:
-            raise UserError(f"prompts={cfg.prompts!r} refers to the SFT run given as init, but init={cfg.init!r} "
-                            f"is not an SFT run directory; name the splits instead, e.g. prompts=atom_base,train_A")
-        seen = [t for ts in tasks.load_mixture(data_dir, sft_cfg.mixture).values() for t in ts]
-        if cfg.prompts == "sft":
-            return seen
-        known = {t.prompt for t in seen}
-        fresh = [t for t in tasks.load_split(data_dir, "train_C") if t.prompt not in known]
-        if not fresh:
-            raise UserError(f"no fresh prompts: every task of train_C in {data_dir} was in the SFT mixture; "
-                            f"use prompts=sft or a larger train_C (synth pool_c)")
-        return fresh
-    splits = [s.strip() for s in cfg.prompts.split(",") if s.strip()]
-    bad = [s for s in splits if s not in tasks.TRAIN_SPLITS]
-    if not splits or bad:
-        raise UserError(f"prompts={cfg.prompts!r}: use 'sft', 'fresh' or training splits among "
-                        f"{', '.join(tasks.TRAIN_SPLITS)} (test splits are for evaluation only)")
-    return [t for s in splits for t in tasks.load_split(data_dir, s)]
-
-
 def check_config(cfg: RLConfig) -> None:
-    if min(cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.inner_updates, cfg.max_new_tokens) < 1:
-        raise UserError("steps, prompts_per_step, group_size, inner_updates and max_new_tokens must be >= 1")
-    if cfg.algorithm == "grpo" and cfg.group_size < 2:
-        raise UserError("grpo compares the samples of a group: set group_size >= 2")
+    if min(cfg.steps, cfg.prompts_per_step, cfg.num_generations, cfg.num_iterations, cfg.max_new_tokens) < 1:
+        raise UserError("steps, prompts_per_step, num_generations, num_iterations and max_new_tokens must be >= 1")
+    if cfg.algorithm == "grpo" and cfg.num_generations < 2:
+        raise UserError("grpo compares the samples of a group: set num_generations >= 2")
     if cfg.temperature <= 0 or not 0 < cfg.top_p <= 1:
         raise UserError(f"temperature ({cfg.temperature}) must be > 0 and top_p ({cfg.top_p}) in (0, 1]")
+    for key, allowed in (("loss_type", ("grpo", "dr_grpo", "dapo")), ("scale_rewards", ("group", "batch", "none")),
+                         ("prompt_filter", ("none", "edge"))):
+        if getattr(cfg, key) not in allowed:
+            raise UserError(f"unknown {key}={getattr(cfg, key)!r}; use one of {', '.join(allowed)}")
+    if cfg.epsilon_high is not None and cfg.epsilon_high < cfg.epsilon:
+        raise UserError(f"epsilon_high={cfg.epsilon_high} is below epsilon={cfg.epsilon}: clip-higher widens the "
+                        f"upper bound; set epsilon_high >= {cfg.epsilon} (DAPO uses 0.28 with 0.2) or leave it unset")
+    if (cfg.dynamic_sampling or cfg.prompt_filter == "edge") and cfg.num_generations < 2:
+        raise UserError(f"{'dynamic_sampling' if cfg.dynamic_sampling else 'prompt_filter=edge'} tells prompts apart "
+                        f"by the spread of their group's rewards; set num_generations >= 2 "
+                        f"(got {cfg.num_generations})")
+    if cfg.max_resample < 0 or cfg.max_prompts < 0:
+        raise UserError("max_resample and max_prompts must be >= 0")
     loop.check_schedule(cfg.eval)
 
 
 # --- the trainer --------------------------------------------------------------------------------------------
-
-def step_tasks(pool: list, cfg: RLConfig, step: int, rank: int, world: int) -> list:
-    """The prompts of one step: a pure function of (seed, step), so a resumed run continues identically;
-    each process takes its share."""
-    rng = random.Random(f"{cfg.seed}-rl-{step}")
-    chosen = rng.sample(pool, cfg.prompts_per_step) if cfg.prompts_per_step <= len(pool) else \
-        rng.choices(pool, k=cfg.prompts_per_step)
-    return chosen[rank::world]
-
 
 def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> runs.RunDir:
     """Train (or resume) the RL run in `cfg.out_dir`. `callbacks` receive each batch of logged metric records."""
@@ -390,8 +384,9 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     if not data_dir:
         raise UserError("no data directory: pass --data DIR (made by `python -m labkit synth`) or init from an "
                         "SFT run, whose data directory is used")
-    pool = prompt_pool(cfg, sft_cfg, data_dir)
+    pool = prompts.prompt_pool(cfg, sft_cfg, data_dir)
     model, tokenizer = load_init(cfg, sft_cfg)
+    pool, counts = prompts.fit_pool(pool, cfg, tokenizer)
     trainer = loop.Loop(cfg, "rl", callbacks, cpu=next(model.parameters()).device.type == "cpu")
     accelerator = trainer.accelerator
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -400,25 +395,39 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
                         f"{world} processes")
     # The reference policy for the KL term: with LoRA, the adapter switched off (no copy).
     frozen = None
-    if cfg.kl_coef > 0 and not cfg.model.lora.enabled:
+    if cfg.beta > 0 and not cfg.model.lora.enabled:
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    sets = loop.eval_sets(cfg.eval, data_dir, pool, cfg.seed) if trainer.main else {}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    pieces = sampling.token_pieces(tokenizer)
+    if cfg.prompt_filter == "edge" and trainer.main and not (Path(cfg.out_dir) / FILTER_FILE).exists():
+        # Measured on the start policy, before a resumed run would load its later weights.
+        record = prompts.edge_of_competence(model, tokenizer, pieces, pool, cfg)[1]
     state = trainer.start(model, tokenizer, optimizer, None, {"tokens": 0, "buffer": []})
+    if cfg.prompt_filter == "edge":
+        path = Path(cfg.out_dir) / FILTER_FILE
+        if trainer.main and not path.exists():
+            files.write_json(path, record)
+        accelerator.wait_for_everyone()
+        record = json.loads(path.read_text())
+        pool = [t for t in pool if 0 < record["rates"][t.id] < 1]
+        counts.update(edge=len(pool), always=record["always"], never=record["never"])
+    sets = loop.eval_sets(cfg.eval, data_dir, pool, cfg.seed) if trainer.main else {}
     unwrapped = trainer.unwrapped
     # RLTF: the generator is a copy refreshed from the trainer every `refresh_every` steps (a resumed run starts
     # with a fresh copy); its samples wait in a queue, restored from the checkpoint.
     generator = copy.deepcopy(unwrapped) if cfg.algorithm == "rltf" and cfg.refresh_every > 1 else unwrapped
-    rl = Actors(cfg, frozen, generator, sampling.token_pieces(tokenizer),
+    rl = Actors(cfg, frozen, generator, pieces,
                 collections.deque(state.pop("buffer", []), maxlen=cfg.buffer_size),
                 random.Random(f"{cfg.seed}-buffer-{rank}"))
     if trainer.main:
-        print(f"rl: {cfg.algorithm}, reward {cfg.reward}, {len(pool)} prompts, {cfg.steps} steps of "
-              f"{cfg.prompts_per_step} x {cfg.group_size} samples"
+        print(f"rl: {cfg.algorithm}, reward {cfg.reward}, {len(pool)} prompts ("
+              + ", ".join(f"{k} {v}" for k, v in counts.items()) + f"), {cfg.steps} steps of "
+              f"{cfg.prompts_per_step} x {cfg.num_generations} samples"
               + (f"; resuming at step {trainer.step}" if trainer.step else ""))
 
     def step(lp: loop.Loop) -> list[dict]:
-        rollout, scored, stats = rl_step(lp, rl, step_tasks(pool, cfg, lp.step, rank, world))
+        rollout, scored, stats = rl_step(lp, rl, prompts.step_tasks(pool, cfg, lp.step, rank, world),
+                                         lambda r: prompts.step_tasks(pool, cfg, lp.step, rank, world, r))
         state["tokens"] += stats.pop("tokens")
         if not lp.log_due:
             return []
@@ -428,7 +437,8 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
 
     evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed) if sets else None
     return trainer.run(cfg.steps, step, evaluator=evaluator, every=cfg.eval.every, log_every=cfg.log_every,
-                       epoch=lambda s: s * cfg.prompts_per_step / len(pool), extra_state=lambda: {"buffer": list(rl.buffer)},
+                       epoch=lambda s: s * cfg.prompts_per_step / len(pool),
+                       extra_state=lambda: {"buffer": list(rl.buffer)},
                        progress=("reward_mean", "sample_pass_rate"))
 
 

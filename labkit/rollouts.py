@@ -107,6 +107,32 @@ def reward_rollout(rollout: Rollout, mode: str, timeout: float) -> Scored:
     return Scored(verdicts, scalar.float().to(mask.device), penalties.to(mask.device))
 
 
+def select_groups(parts: list[tuple[Rollout, Scored, list[int]]], group_size: int, pad_id: int
+                  ) -> tuple[Rollout, Scored]:
+    """Chosen groups (indices into each rollout's groups of `group_size` rows) of several rollouts as one
+    rollout: prompts left-padded and completions right-padded again to the widest of them."""
+    rows = [(r, s, [g * group_size + i for g in groups for i in range(group_size)]) for r, s, groups in parts]
+    lp = max(r.batch["prompt_ids"].shape[1] for r, _, _ in rows)
+    tc = max(r.batch["completion_ids"].shape[1] for r, _, _ in rows)
+
+    def pad(x, width, value, left=False):
+        gap = width - x.shape[1]
+        return torch.nn.functional.pad(x, (gap, 0) if left else (0, gap), value=value)
+
+    batch = {key: torch.cat([pad(r.batch[key][idx], lp if key.startswith("prompt") else tc,
+                                 pad_id if key.endswith("ids") else 0, left=key.startswith("prompt"))
+                             for r, _, idx in rows]) for key in ("prompt_ids", "prompt_mask", "completion_ids",
+                                                                  "completion_mask")}
+
+    def pick(attr):
+        return [x for r, _, idx in rows for x in (getattr(r, attr)[i] for i in idx)]
+
+    rollout = Rollout(pick("tasks"), batch, pick("raw"), pick("completions"), pick("offsets"), pick("truncated"))
+    scored = Scored([s.verdicts[i] for _, s, idx in rows for i in idx],
+                    torch.cat([s.rewards[idx] for _, s, idx in rows]), torch.cat([pad(s.line_penalties[idx], tc, 0.0) for _, s, idx in rows]))
+    return rollout, scored
+
+
 # --- RLTF's buffer: plain lists, so the buffer goes into a checkpoint as it is --------------------------------
 
 def collate_experience(items: list[dict], pad_id: int, device) -> tuple[dict, torch.Tensor]:

@@ -60,6 +60,10 @@ class RunDir:
         path = self.path / "config.json"
         if path.exists():
             old = json.loads(path.read_text())
+            try:   # written by an older version: renamed keys under their new names, new keys at their defaults
+                old = config.to_dict(config.from_dict(type(cfg), old))
+            except config.ConfigError:
+                pass
             new = config.to_dict(cfg)
             if old != new:
                 diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

@@ -6,14 +6,14 @@ import torch
 import collections
 import random
 
-from labkit import loop, rl, rollouts, sampling
+from labkit import loop, policy, rl, rollouts, sampling
 
 
 # --- the math -----------------------------------------------------------------------------------------------
 
 def test_group_advantages_are_normalised_within_each_group():
     rewards = torch.tensor([1.0, 0.0, 0.0, 0.0, -0.3, -0.3, -0.3, -0.3, 1.0, -1.0, 1.0, -1.0])
-    adv = rl.group_advantages(rewards, group_size=4).view(3, 4)
+    adv = policy.group_advantages(rewards, group_size=4).view(3, 4)
     assert adv[0].tolist() == pytest.approx([1.5, -0.5, -0.5, -0.5], abs=1e-3)   # (r - 0.25) / std 0.5
     assert adv[1].tolist() == [0.0] * 4          # all samples equal: nothing to learn (DESIGN §2.3)
     assert adv.sum(1).tolist() == pytest.approx([0.0] * 3, abs=1e-5)
@@ -25,23 +25,23 @@ def test_k3_is_an_unbiased_nonnegative_kl_estimate():
     p = torch.distributions.Categorical(logits=torch.randn(6))
     q = torch.distributions.Categorical(logits=torch.randn(6))
     x = p.sample((200_000,))
-    est = rl.k3(p.log_prob(x), q.log_prob(x))
+    est = policy.k3(p.log_prob(x), q.log_prob(x))
     assert (est >= 0).all()
     assert est.mean().item() == pytest.approx(torch.distributions.kl_divergence(p, q).item(), rel=0.02)
-    assert rl.k3(torch.tensor([-1.2]), torch.tensor([-1.2])).item() == 0.0
+    assert policy.k3(torch.tensor([-1.2]), torch.tensor([-1.2])).item() == 0.0
 
 
 def test_clipped_surrogate_stops_the_gradient_outside_the_trust_region():
     old = torch.zeros(4)
     logp = torch.tensor([0.5, 0.5, -0.5, -0.5], requires_grad=True)   # ratios e^0.5 > 1.2, e^-0.5 < 0.8
     adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
-    rl.clipped_surrogate(logp, old, adv, clip_eps=0.2).sum().backward()
+    policy.clipped_surrogate(logp, old, adv, epsilon=0.2).sum().backward()
     # A ratio already past the clip in the direction the advantage pushes gets no more push; the others do.
     assert logp.grad[0] == 0 and logp.grad[3] == 0
     assert logp.grad[1] > 0 and logp.grad[2] < 0
     # At ratio 1 it is the plain policy gradient -A * grad(logp).
     logp1 = torch.zeros(2, requires_grad=True)
-    rl.clipped_surrogate(logp1, torch.zeros(2), torch.tensor([2.0, -3.0]), 0.2).sum().backward()
+    policy.clipped_surrogate(logp1, torch.zeros(2), torch.tensor([2.0, -3.0]), 0.2).sum().backward()
     assert logp1.grad.tolist() == [-2.0, 3.0]
 
 
@@ -66,17 +66,17 @@ def _rollout(tokenizer, n: int) -> rollouts.Rollout:
 
 
 def _one_update(model, tokenizer, rollout, mode):
-    cfg = rl.RLConfig(reward=mode, group_size=len(rollout), kl_coef=0.0, temperature=1.0)
+    cfg = rl.RLConfig(reward=mode, num_generations=len(rollout), beta=0.0, temperature=1.0)
     scored = rollouts.reward_rollout(rollout, mode, timeout=5.0)
     mask = rollout.batch["completion_mask"]
-    adv = rl.token_advantages(rl.group_advantages(scored.rewards, cfg.group_size), scored, mask)
+    adv = policy.token_advantages(policy.group_advantages(scored.rewards, cfg.num_generations), scored.line_penalties, mask)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    before = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
+    before = policy.token_logprobs(model, rollout.batch, 1.0)[0].detach()
     lp = loop.Loop(cfg, "rl", cpu=True)   # a loop holding just the model and optimizer, as a trainer's would
     lp.model, lp.optimizer, lp.tokenizer = model, optimizer, tokenizer
     actors = rl.Actors(cfg, None, model, sampling.token_pieces(tokenizer), collections.deque(), random.Random(0))
     rl.policy_update(lp, actors, rollout.batch, adv)
-    after = rl.token_logprobs(model, rollout.batch, 1.0)[0].detach()
+    after = policy.token_logprobs(model, rollout.batch, 1.0)[0].detach()
     return scored, (after - before)[0]
 
 
@@ -147,7 +147,8 @@ def sft_run(tiny_model_dir, smoke_data, tmp_path_factory):
 
 def test_smoke_from_an_sft_checkpoint_starts_where_sft_ended(sft_run, tmp_path):
     from labkit import runs
-    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf")
+    # Every reference body fits in max_new_tokens, so RL's pool is exactly the SFT mixture.
+    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf", max_new_tokens=112)
     # Same prompts (the SFT mixture), same eval sample: RL's step-0 evaluation is SFT's last one, so the
     # init checkpoint was loaded as trained (teacher-forced loss and greedy pass@1 are deterministic).
     sft_metrics = runs.read_jsonl(sft_run / "metrics.jsonl")
