@@ -22,9 +22,9 @@ STAGES = {
     "eval": ("labkit.evaluate", "sample from a model and measure pass@k per split"),
     "sft": ("labkit.sft", "supervised fine-tuning with generalisation and overfitting curves"),
     "rl": ("labkit.rl", "online RL with unit-test feedback (GRPO, RLTF)"),
-    "figures": ("labkit.viz", "write the dashboard's figures of run directories as PNG and HTML"),
+    "figures": ("labkit.viz.export", "write the dashboard's figures of run directories as PNG and HTML"),
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
-    "findings": ("labkit.experiments", "the experiment suite over seeds; findings decided by fixed rules"),
+    "findings": ("labkit.viz.findings", "the experiment suite over seeds; findings decided by fixed rules"),
 }
 
 

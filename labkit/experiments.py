@@ -2,6 +2,9 @@
 
     python -m labkit findings --preset paper --out runs/findings     # -> figures/findings.json + PNG figures
 
+This module makes the numbers and findings.json; the stage itself, and the figures, are `labkit.viz.findings`
+(above both: nothing here draws).
+
 The suite (DESIGN §2.1-§2.3), every run repeated for each seed in `seeds` (one data set and one base model,
 fixed; the seed fixes each run's initialisation of LoRA/sampling, data order and evaluation sample):
   E1 data mixture: SFT on atomic only, synthetic only (`synthetic_only` composites, no atomic data), and atomic
@@ -40,9 +43,7 @@ The statistics (pass@1 is greedy, on the run's fixed evaluation sample of the sp
 from __future__ import annotations
 
 import json
-import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -119,10 +120,6 @@ class FindingsConfig:
                  "sft_steps": 4000, "rl_init_steps": 1000, "rl_steps": 500, "rl_base_steps": 500,
                  "threads": 8, "workers": 1},
     }
-
-
-CONFIG = FindingsConfig
-CLI_ALIASES = {"--out": "out_dir", "--figures": "figures_dir"}
 
 
 # --- the suite as data --------------------------------------------------------------------------------------
@@ -339,100 +336,14 @@ def findings(cfg: FindingsConfig) -> dict:
     return out
 
 
-# --- figures ------------------------------------------------------------------------------------------------
-
-def _complete(cfg: FindingsConfig, name: str, steps: int) -> list[Path]:
-    """The run directories of `name` (one per seed) that reached `steps`."""
-    root = paths(cfg)[0]
-    return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / _ckpt(steps)).exists()]
-
-
-def sweep_figure(cfg: FindingsConfig):
-    """E1: final target pass@1 against the number of composites beside atomic data, per kind (mean and min-max
-    over seeds); synthetic only as crosses."""
-    import plotly.graph_objects as go
-
-    from labkit import viz
-
-    data = paths(cfg)[1]
-
-    def value(run, kind):
-        return _final(run, "test_target") if kind == "all" else kind_pass1(run, data, cfg.sft_steps).get(kind)
-
-    fig = go.Figure()
-    names = {0: "e1/atomic-only", **{n: f"e1/atomic+{n}" for n in cfg.sizes}}
-    for i, kind in enumerate(("all", *KINDS)):
-        color = viz.PALETTE[i % len(viz.PALETTE)]
-        xs, mean, lo, hi = [], [], [], []
-        for n, name in names.items():
-            vals = [v for r in _complete(cfg, name, cfg.sft_steps) if (v := value(r, kind)) is not None]
-            if vals:
-                xs.append(n), mean.append(np.mean(vals)), lo.append(min(vals)), hi.append(max(vals))
-        fig.add_scatter(x=xs, y=mean, mode="lines+markers", name=f"atomic + N · {kind}", line=dict(color=color),
-                        error_y=dict(type="data", symmetric=False, array=np.subtract(hi, mean),
-                                     arrayminus=np.subtract(mean, lo)))
-        synth = _complete(cfg, f"e1/synthetic-only-{cfg.synthetic_only}", cfg.sft_steps)
-        vals = [v for r in synth if (v := value(r, kind)) is not None]
-        if vals:
-            fig.add_scatter(x=[cfg.synthetic_only], y=[np.mean(vals)], mode="markers", name=f"synthetic only · {kind}",
-                            marker=dict(symbol="x", size=12, color=color))
-    fig.update_xaxes(title="synthetic composites in the SFT data (0 = atomic only)")
-    fig.update_yaxes(title="final greedy pass@1 on test_target", rangemode="tozero")
-    fig.update_layout(title="E1: data mixture — target-domain pass@1 by kind (mean, min-max over seeds)",
-                      template="plotly_white", height=450)
-    return fig
-
-
-def figures(cfg: FindingsConfig) -> dict:
-    """The figures of the suite by file stem, built from the run directories alone."""
-    from labkit import viz
-
-    def members(name):   # the seeds' run directories that have metrics (complete or not)
-        root = paths(cfg)[0]
-        return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / "metrics.jsonl").exists()]
-
-    figs = {}
-    if "E1" in cfg.experiments and any(members(f"e1/{n}") for n in e1_runs(cfg)):
-        figs["e1-sweep"] = sweep_figure(cfg)
-        figs["e1-target-curves"] = viz.seed_bands([p for n in e1_runs(cfg) for p in members(f"e1/{n}")],
-                                                  split="test_target")
-    if "E2" in cfg.experiments and members("e2/rl-same"):
-        figs["e2-target-curves"] = viz.seed_bands(members("e2/rl-same") + members("e2/rl-fresh"),
-                                                  split="test_target")
-        figs["e2-train-curves"] = viz.seed_bands(members("e2/rl-same") + members("e2/rl-fresh"), split="train")
-    if "E3" in cfg.experiments:
-        for name in (f"e1/atomic+{cfg.handful}", "e3/rl-base"):
-            if members(name):
-                figs[f"{name.replace('/', '-')}-gap"] = viz.gap(members(name), heldout_split="test_target")
-    if "E4" in cfg.experiments and any(members(f"e4/{m}") for m in cfg.reward_modes):
-        ablation = [p for m in cfg.reward_modes for p in members(f"e4/{m}")]
-        figs["e4-reward-modes"] = viz.seed_bands(ablation, split="test_in_domain")
-    return figs
-
+# --- writing and showing the numbers ------------------------------------------------------------------------
 
 def write(cfg: FindingsConfig, result: dict) -> list[Path]:
-    """findings.json and one PNG per figure into cfg.figures_dir."""
-    import shutil
-
+    """findings.json into cfg.figures_dir (the PNG figures beside it: labkit.viz.findings)."""
     out = Path(cfg.figures_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "findings.json").write_text(json.dumps(result, indent=1) + "\n")
-    written = [out / "findings.json"]
-    figs = figures(cfg)
-    if figs and (os.environ.get("BROWSER_PATH") or shutil.which("chromium")):
-        import kaleido
-
-        os.environ.setdefault("BROWSER_PATH", shutil.which("chromium") or "")
-        kaleido.start_sync_server(mathjax=False, silence_warnings=True)
-        try:
-            with warnings.catch_warnings():   # plotly always passes kopts={}, and kaleido warns about it
-                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-                for stem, fig in figs.items():
-                    fig.write_image(out / f"{stem}.png", width=900, height=fig.layout.height or 450)
-                    written.append(out / f"{stem}.png")
-        finally:
-            kaleido.stop_sync_server(silence_warnings=True)
-    return written
+    return [out / "findings.json"]
 
 
 def reference(figures_dir: Path = REFERENCE) -> dict:
@@ -473,9 +384,3 @@ def run(cfg: FindingsConfig) -> dict:
     write(cfg, result)
     print(summary(result))
     return result
-
-
-def run_cli(cfg: FindingsConfig, args) -> int:
-    result = run(cfg)
-    print(f"findings: wrote {Path(cfg.figures_dir) / 'findings.json'}")
-    return 1 if result["failed"] else 0

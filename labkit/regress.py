@@ -202,17 +202,18 @@ tr.ok td:last-child{{color:#2e7d32}} tr.fail td:last-child{{color:#c62828;font-w
 
 
 def write_run_figures(work: Path, results: list[dict]) -> list[Path]:
-    """The dashboard's figures for the run directories each notebook left (any folder with metrics.jsonl)."""
-    from labkit import viz
+    """The dashboard's figures for the run directories each notebook left (any folder with metrics.jsonl), into
+    WORK/figures/NN/; one writer call, so one browser draws every PNG."""
+    from labkit.viz import export
 
-    written = []
+    cfg = export.FiguresConfig(png=export.chrome() is not None)
+    figs = {}
     for result in results:
         nn = result["notebook"][:2]
         run_dirs = sorted(p.parent for p in (work / nn).rglob("metrics.jsonl"))
         if run_dirs:
-            cfg = viz.FiguresConfig(out_dir=str(work / "figures" / nn), png=bool(shutil.which("chromium")))
-            written += viz.write_figures(run_dirs, cfg)
-    return written
+            figs.update({f"{nn}/{stem}": fig for stem, fig in export.all_figures(run_dirs, cfg).items()})
+    return export.write(figs, work / "figures", html=cfg.html, png=cfg.png, width=cfg.width, height=cfg.height)
 
 
 def run(cfg: RegressConfig) -> int:

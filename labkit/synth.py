@@ -678,31 +678,16 @@ def run_cli(cfg: SynthConfig, args) -> int:
     return 0
 
 
-# --- 6. looking at a data directory (notebook 02) ----------------------------------------------------------------
+# --- 6. looking at a data directory (notebook 02; its figures and browser: labkit.viz.data) ----------------------
 
 def frame(out_dir: str | Path):
-    """(manifest, one row per record of every split) with the atoms' topics, for the figures below."""
+    """(manifest, one row per record of every split) with the atoms' topics, for the figures of labkit.viz.data."""
     import pandas as pd
     manifest = json.loads((Path(out_dir) / "manifest.json").read_text())
     topic = {s.name: s.topic for s in atomic.library(manifest["seed"], manifest["config"]["n_tests"])}
     rows = [dict(t.to_json(), topics=[topic[a] for a in t.atoms]) for s in tasks.SPLITS
             for t in tasks.load_split(out_dir, s)]
     return manifest, pd.DataFrame(rows)
-
-
-def depth_histogram(records):
-    import plotly.express as px
-    counts = records.groupby(["split", "depth"]).size().reset_index(name="functions")
-    return px.bar(counts, x="depth", y="functions", color="split", barmode="group",
-                  title="Depth (atomic steps) per split")
-
-
-def topic_histogram(records):
-    import plotly.express as px
-    steps = records[records.split.isin(["atom_base", "train_C", "test_in_domain", "test_target"])]
-    counts = steps.explode("topics").groupby(["split", "topics"]).size().reset_index(name="steps")
-    return px.bar(counts, x="topics", y="steps", color="split", barmode="group",
-                  title="Topics of the atomic steps per split")
 
 
 def funnel(manifest) -> dict[str, int]:
@@ -716,56 +701,3 @@ def funnel(manifest) -> dict[str, int]:
     stages["unique"] = stages["not constant or redundant"] - rej["duplicate_source"] - rej["duplicate_behaviour"]
     stages["kept"] = stages["unique"] - rej["surplus"]
     return stages
-
-
-def funnel_figure(manifest):
-    import plotly.graph_objects as go
-    stages = funnel(manifest)
-    return go.Figure(go.Funnel(y=list(stages), x=list(stages.values()), textinfo="value+percent initial"),
-                     layout={"title": "Rejection funnel (all categories)"})
-
-
-def pair_coverage(records, manifest):
-    """Heatmap of adjacent atomic pairs: in train only, in the target test only, or both (never, by the rule,
-    for held-out pairs). Atoms are grouped by topic along both axes."""
-    import plotly.graph_objects as go
-    specs = sorted(atomic.library(manifest["seed"], manifest["config"]["n_tests"]), key=lambda s: (s.topic, s.name))
-    index = {s.name: i for i, s in enumerate(specs)}
-    z = [[0] * len(specs) for _ in specs]
-    for value, split in ((1, "train_C"), (2, "test_target")):
-        for atoms in records[records.split == split].atoms:
-            for f, g in zip(atoms, atoms[1:]):
-                z[index[g]][index[f]] |= value
-    names = [s.name for s in specs]
-    scale = [[0, "white"], [0.25, "white"], [0.25, "#4c78a8"], [0.5, "#4c78a8"], [0.5, "#e45756"], [0.75, "#e45756"],
-             [0.75, "#54a24b"], [1, "#54a24b"]]
-    return go.Figure(go.Heatmap(z=z, x=names, y=names, zmin=-0.5, zmax=3.5, colorscale=scale,
-                                colorbar={"tickvals": [0, 1, 2, 3], "ticktext": ["none", "train", "target", "both"]}),
-                     layout={"title": "Adjacent pairs (first step → next step): train_C vs test_target",
-                             "xaxis": {"title": "first", "showticklabels": False},
-                             "yaxis": {"title": "next", "showticklabels": False}, "height": 600, "width": 650})
-
-
-def show_record(row) -> str:
-    tests = "\n".join(f"assert {row['entry_point']}(*{t['args']!r}) == {t['expected']!r}" for t in row["tests"][:3])
-    return (f"# {row['split']} {row['kind']} depth={row['depth']} atoms={' -> '.join(row['atoms'])}\n"
-            f"{row['prompt']}{row['solution']}\n{tests}\n")
-
-
-def browser(records):
-    """Pick a split and a record; shows prompt, reference and a few tests. Static output is fine headless."""
-    import ipywidgets as w
-    split = w.Dropdown(options=list(tasks.SPLITS), value="test_target", description="split")
-    index = w.IntSlider(0, 0, 0, description="record")
-    out = w.Output()
-
-    def update(*_):
-        rows = records[records.split == split.value]
-        index.max = max(len(rows) - 1, 0)
-        text = show_record(rows.iloc[min(index.value, index.max)]) if len(rows) else "(empty split)"
-        # The outputs trait, not `with out: print(...)`: see atomic.browser (papermill hangs otherwise).
-        out.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
-    split.observe(update, "value")
-    index.observe(update, "value")
-    update()
-    return w.VBox([w.HBox([split, index]), out])

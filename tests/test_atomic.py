@@ -154,14 +154,17 @@ def test_references_stay_quick_on_whatever_a_predecessor_returns():
 
 
 def test_card_browser_and_composition_figure():
+    from labkit.viz.data import atom_browser, card, composition_figure
+
     spec = atomic.by_name()["gcd"]
-    text = atomic.card(spec)
+    text = card(spec)
     assert spec.source in text and spec.describe(2) in text and "gcd(" in text.split("tests:")[1]
-    ui = atomic.browser(SPECS)
+    ui = atom_browser(SPECS)
     topic, name = ui.children[0].children
     topic.value = "bits"
     assert name.value == "count_set_bits" and set(name.options) == {s.name for s in SPECS if s.topic == "bits"}
-    fig = atomic.composition_figure(SPECS)
+    assert ui.children[1].outputs[0]["text"] == card(next(s for s in SPECS if s.name == "count_set_bits")) + "\n"
+    fig = composition_figure(SPECS)
     heat = next(t for t in fig.data if t.type == "heatmap")
     n_single = sum(len(s.params) == 1 for s in SPECS)
     assert len(heat.z) == 100 and len(heat.z[0]) == n_single

@@ -1,5 +1,6 @@
 """The findings suite: the verdict rules on made-up numbers (each verdict can come out either way), the runner's
 skip-if-complete and dependency handling, and the smoke suite end to end (slow)."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -163,3 +164,55 @@ def test_the_committed_reference_findings_decide_every_finding():
 def test_reference_without_findings_names_the_command(tmp_path):
     with pytest.raises(UserError, match="findings --preset paper"):
         ex.reference(tmp_path)
+
+
+# --- the stage and its figures (labkit.viz.findings, above this module) -------------------------------------------
+
+def _reproduced_suite(tmp_path):
+    """The made-up suite of the first findings test, its figures_dir inside tmp_path (not the committed one)."""
+    cfg = _suite_dir(tmp_path,
+                     target={"atomic-only": [0.0, 0.0, 0.01], "atomic+20": [0.05, 0.05, 0.06],
+                             "atomic+60": [0.30, 0.32, 0.28], "synthetic-only-60": [0.1, 0.12, 0.08]},
+                     e2=[(0.1, 0.2, 0.3), (0.1, 0.25, 0.3), (0.12, 0.2, 0.1)], sft_peaks=True,
+                     e3_rl=[RL_RISES] * 3, e4={m: [0.1, 0.2, 0.3] for m in ex.MODES})
+    return dataclasses.replace(cfg, figures_dir=str(tmp_path / "figures"))
+
+
+def test_findings_figures_are_drawn_from_the_run_directories(tmp_path):
+    from labkit.viz import findings
+
+    figs = findings.figures(_reproduced_suite(tmp_path))
+    assert set(figs) == {"e1-sweep", "e1-target-curves", "e2-target-curves", "e2-train-curves", "e1-atomic+60-gap",
+                         "e3-rl-base-gap", "e4-reward-modes"}
+    sweep = {t.name: t for t in figs["e1-sweep"].data}
+    assert list(sweep["atomic + N · all"].x) == [0, 20, 60]
+    assert list(sweep["atomic + N · all"].y) == pytest.approx([0.01 / 3, 0.16 / 3, 0.30])
+    assert list(sweep["synthetic only · all"].x) == [60] and sweep["synthetic only · all"].y[0] == pytest.approx(0.1)
+    # per kind, from the last evaluation's samples: t0 (held-out atom) passes everywhere, t1 (pair) nowhere
+    assert list(sweep["atomic + N · held_out_atom"].y) == [1.0, 1.0, 1.0]
+    assert list(sweep["atomic + N · held_out_pair"].y) == [0.0, 0.0, 0.0]
+
+
+def test_findings_stage_writes_the_json_then_the_figures_beside_it(tmp_path, monkeypatch, capsys):
+    from labkit import cli
+    from labkit.viz import export, findings
+
+    cfg = _reproduced_suite(tmp_path)
+
+    def numbers_only(cfg):   # experiments.run without running the suite: decide and write findings.json
+        result = {**ex.findings(cfg), "failed": []}
+        ex.write(cfg, result)
+        return result
+
+    monkeypatch.setattr(ex, "run", numbers_only)
+    assert findings.run_cli(cfg, None) == 0
+    out = tmp_path / "figures"
+    assert json.loads((out / "findings.json").read_text())["F1"]["verdict"] == "reproduced"
+    pngs = sorted(p.stem for p in out.glob("*.png"))
+    assert pngs == (sorted(findings.figures(cfg)) if export.chrome() else [])
+    if pngs:
+        assert (out / "e1-sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob("*.html"))   # PNGs only, as before the move
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["findings", "--help"])
+    assert stop.value.code == 0 and "--figures" in capsys.readouterr().out

@@ -1,7 +1,8 @@
 """Live curves: points collected from a trainer's records, and runs in other processes followed by their files."""
 import pytest
 
-from labkit import live, runs
+from labkit import runs
+from labkit.viz import live
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def test_live_runs_follow_metrics_files_as_they_grow_and_when_a_resume_cuts_them
 def test_in_a_kernel_each_figure_is_one_output_redrawn_in_place():
     import nbclient
     import nbformat
-    code = ("from labkit.live import LiveCurves\n"
+    code = ("from labkit.viz.live import LiveCurves\n"
             "a, b = LiveCurves('a'), LiveCurves('b')\n"
             "for step in range(4):\n"
             "    a([{'step': step, 'split': 'train', 'metric': 'pass@1', 'value': step / 4}])\n"

@@ -167,3 +167,35 @@ def test_cli_and_loaders(tmp_path, smoke):
                                    cache_dir=str(tmp_path / "hf"))
         assert len(frame) == len(ds) == len(tasks.load_split(out, split))
         assert {"id", "split", "prompt", "entry_point", "solution", "tests", "atoms", "depth"} <= set(ds.column_names)
+
+
+def test_frame_funnel_and_the_data_figures(smoke):
+    # synth.frame and synth.funnel are the numbers; labkit.viz.data draws them (notebook 02)
+    from labkit.viz import data as views
+
+    out, _, manifest, splits = smoke
+    loaded, records = synth.frame(out)
+    assert loaded["sha256"] == manifest["sha256"] and len(records) == sum(len(v) for v in splits.values())
+    topic = {s.name: s.topic for s in atomic.library()}
+    assert all(r.topics == [topic[a] for a in r.atoms] for r in records.itertuples())
+    stages = synth.funnel(manifest)
+    assert list(stages.values()) == sorted(stages.values(), reverse=True)
+    assert stages["kept"] == sum(manifest["counts"][s] for s in ("train_C", "test_in_domain", "test_target"))
+
+    assert list(views.funnel_figure(manifest).data[0].x) == list(stages.values())
+    assert sum(sum(t.y) for t in views.depth_histogram(records).data) == len(records)
+    shown = records[records.split.isin(["atom_base", "train_C", "test_in_domain", "test_target"])]
+    assert sum(sum(t.y) for t in views.topic_histogram(records).data) == shown.topics.map(len).sum()
+    z = views.pair_coverage(records, manifest).data[0].z
+    names = sorted(atomic.library(), key=lambda s: (s.topic, s.name))
+    in_train = {(f.name, g.name) for g_row, g in zip(z, names) for f, cell in zip(names, g_row) if cell & 1}
+    assert in_train == {p for a in records[records.split == "train_C"].atoms for p in zip(a, a[1:])}
+    assert not in_train & {tuple(p) for p in manifest["held_out_pairs"]}
+
+    ui = views.record_browser(records)
+    split, index = ui.children[0].children
+    target = records[records.split == "test_target"]
+    assert index.max == len(target) - 1
+    assert ui.children[1].outputs[0]["text"] == views.show_record(target.iloc[0]) + "\n"
+    split.value = "train_A"
+    assert ui.children[1].outputs[0]["text"].startswith("# train_A ")

@@ -1,4 +1,6 @@
-"""The dashboard's figures are pure readers of run directories: fabricate a few runs and check what they draw."""
+"""The run figures are pure readers of run directories: fabricate a few runs and check what they draw, what the
+dashboard wires to its controls, and what the one writer (`labkit.viz.export`) puts in files. Also the package's
+arrows: nothing outside labkit/viz draws."""
 import json
 import math
 import shutil
@@ -8,8 +10,11 @@ import sys
 import plotly.graph_objects as go
 import pytest
 
-from labkit import runs, viz
+from labkit import runs
 from labkit.config import UserError
+from labkit.viz import export
+from labkit.viz import runs as vruns
+from labkit.viz.dashboard import dashboard
 
 SPLITS = ("train", "test_target")
 
@@ -45,19 +50,19 @@ def run_dirs(tmp_path):
 
 
 def test_labels_are_unique_and_short(run_dirs):
-    names = viz.labels(run_dirs)
+    names = vruns.labels(run_dirs)
     assert names[run_dirs[0]] == "a/sft-s0"  # two runs named sft-s0: all labels take the parent
     assert len(set(names.values())) == 4
-    assert viz.labels(run_dirs[1:3]) == {run_dirs[1]: "sft-s1", run_dirs[2]: "sft-s2"}
+    assert vruns.labels(run_dirs[1:3]) == {run_dirs[1]: "sft-s1", run_dirs[2]: "sft-s2"}
 
 
 def test_load_rejects_a_directory_without_metrics(tmp_path):
     with pytest.raises(UserError, match="no metrics.jsonl"):
-        viz.load([tmp_path])
+        vruns.load([tmp_path])
 
 
 def test_curves_one_trace_per_run_and_split(run_dirs):
-    fig = viz.curves(run_dirs, metric="pass@5", x="tokens")
+    fig = vruns.curves(run_dirs, metric="pass@5", x="tokens")
     assert isinstance(fig, go.Figure)
     assert len(fig.data) == 4 * 2
     assert fig.data[0].name == "a/sft-s0 · test_target"
@@ -66,19 +71,19 @@ def test_curves_one_trace_per_run_and_split(run_dirs):
 
 
 def test_smoothing_flattens_but_keeps_the_first_point(run_dirs):
-    raw = viz.curves(run_dirs[:1], splits=["test_target"]).data[0].y
-    smoothed = viz.curves(run_dirs[:1], splits=["test_target"], smoothing=0.8).data[0].y
+    raw = vruns.curves(run_dirs[:1], splits=["test_target"]).data[0].y
+    smoothed = vruns.curves(run_dirs[:1], splits=["test_target"], smoothing=0.8).data[0].y
     assert smoothed[0] == raw[0]
     assert max(smoothed) < max(raw)
 
 
 def test_unknown_x_axis_is_a_user_error(run_dirs):
     with pytest.raises(UserError, match="x-axis"):
-        viz.curves(run_dirs, x="flops")
+        vruns.curves(run_dirs, x="flops")
 
 
 def test_seed_groups_ignore_seed_and_out_dir(run_dirs):
-    groups = viz.seed_groups(run_dirs)
+    groups = vruns.seed_groups(run_dirs)
     assert sorted(len(m) for m in groups.values()) == [1, 3]
 
 
@@ -89,16 +94,16 @@ def test_seed_groups_join_runs_started_from_sibling_seeds(tmp_path):
         rl = make_run(tmp_path / f"rl-s{seed}", seed=seed)
         cfg = json.loads((rl / "config.json").read_text())
         (rl / "config.json").write_text(json.dumps({**cfg, "init": str(tmp_path / f"sft-s{seed}")}))
-    groups = viz.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])
+    groups = vruns.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])
     assert list(groups.values()) == [[tmp_path / "rl-s0", tmp_path / "rl-s1"]]
     # started from different experiments: two groups
     cfg = json.loads((tmp_path / "sft-s1" / "config.json").read_text())
     (tmp_path / "sft-s1" / "config.json").write_text(json.dumps({**cfg, "lr": 1.0}))
-    assert len(viz.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])) == 2
+    assert len(vruns.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])) == 2
 
 
 def test_seed_bands_mean_and_band(run_dirs):
-    fig = viz.seed_bands(run_dirs, split="test_target")
+    fig = vruns.seed_bands(run_dirs, split="test_target")
     lines = [t for t in fig.data if t.fill != "toself"]
     three = next(t for t in lines if "n=3" in t.name)
     # held-out at step 20 is 0.5 + 0.01*seed: mean over seeds 0,1,2 is 0.51
@@ -106,24 +111,24 @@ def test_seed_bands_mean_and_band(run_dirs):
     band = next(t for t in fig.data if t.fill == "toself" and t.legendgroup == three.legendgroup)
     assert max(band.y) == pytest.approx(0.52) and min(band.y) == pytest.approx(0.30)
     # wall time differs by seed: x is averaged over the seeds
-    wall = next(t for t in viz.seed_bands(run_dirs, split="test_target", x="wall time (s)").data if "n=3" in
+    wall = next(t for t in vruns.seed_bands(run_dirs, split="test_target", x="wall time (s)").data if "n=3" in
                 (t.name or ""))
     assert wall.x[1] == pytest.approx(15 + 1)
 
 
 def test_gap_marks_the_held_out_peak(run_dirs):
-    fig = viz.gap(run_dirs[:1])
+    fig = vruns.gap(run_dirs[:1])
     peak = next(t for t in fig.data if t.name.startswith("held-out peak"))
     assert list(peak.x) == [20] and peak.y[0] == pytest.approx(0.5)
     assert "overfitting onset" in peak.name
     assert fig.layout.shapes[0].x0 == 20
     # a held-out curve still rising at the end has a peak but no onset
-    rising = viz.gap([make_run(run_dirs[0].parent / "late", peak_at=40)])
+    rising = vruns.gap([make_run(run_dirs[0].parent / "late", peak_at=40)])
     assert next(t for t in rising.data if t.name.startswith("held-out peak")).name == "held-out peak"
 
 
 def test_atom_heatmap_pass_rates(run_dirs):
-    fig = viz.atom_heatmap(run_dirs[0])
+    fig = vruns.atom_heatmap(run_dirs[0])
     heat = fig.data[0]
     assert set(heat.y) == {"add", "atom0", "atom1", "atom2"}
     add = list(heat.y).index("add")
@@ -133,7 +138,7 @@ def test_atom_heatmap_pass_rates(run_dirs):
 
 
 def test_error_shares_sum_to_one_and_split_runtime_errors_by_type(run_dirs):
-    fig = viz.error_shares(run_dirs[0])
+    fig = vruns.error_shares(run_dirs[0])
     names = [t.name for t in fig.data]
     assert names[0] == "pass" and "NameError" in names and "syntax_error" in names
     totals = [sum(t.y[i] for t in fig.data) for i in range(5)]
@@ -141,25 +146,25 @@ def test_error_shares_sum_to_one_and_split_runtime_errors_by_type(run_dirs):
 
 
 def test_samples_table_shows_code_and_verdicts(run_dirs):
-    fig = viz.samples_table(run_dirs[0], step=10)
+    fig = vruns.samples_table(run_dirs[0], step=10)
     cells = fig.data[0].cells.values
     assert "step 10" in fig.layout.title.text
     assert list(cells[3]).count("pass") == 2
     assert "&lt;" in cells[4][0] and "\u00a0" in cells[4][0]  # escaped, indentation kept
-    assert viz.samples_table(run_dirs[0], split="train").data[0].cells.values[1] == ["train"] * 3
+    assert vruns.samples_table(run_dirs[0], split="train").data[0].cells.values[1] == ["train"] * 3
 
 
 def test_runs_without_samples_still_draw(tmp_path, run_dirs):
     bare = tmp_path / "bare"
     shutil.copytree(run_dirs[0], bare)
     shutil.rmtree(bare / "samples")
-    assert viz.atom_heatmap(bare).data == ()
-    assert "no samples" in viz.samples_table(bare).layout.title.text
-    assert set(viz.all_figures([bare])) == {"curves", "seed-bands", "gap-bare"}
+    assert vruns.atom_heatmap(bare).data == ()
+    assert "no samples" in vruns.samples_table(bare).layout.title.text
+    assert set(export.all_figures([bare])) == {"curves", "seed-bands", "gap-bare"}
 
 
 def test_dashboard_widgets_redraw_on_change(run_dirs):
-    board = viz.dashboard(run_dirs)
+    board = dashboard(run_dirs)
     controls, tabs = board.children
     run_sel, (split_sel, metric_sel), (x_sel, smooth_sel) = controls.children[0], *[
         c.children for c in controls.children[1:]]
@@ -197,9 +202,9 @@ def test_figures_cli_writes_html_and_png(run_dirs, tmp_path):
 
 
 def test_find_runs_by_path_and_glob(run_dirs, tmp_path):
-    assert viz.find_runs([tmp_path / "a"]) == sorted(run_dirs[:3])
-    assert viz.find_runs(str(tmp_path / "*" / "sft-s0")) == sorted([run_dirs[0], run_dirs[3]])
-    assert viz.find_runs([tmp_path / "nothing-here"]) == []
+    assert vruns.find_runs([tmp_path / "a"]) == sorted(run_dirs[:3])
+    assert vruns.find_runs(str(tmp_path / "*" / "sft-s0")) == sorted([run_dirs[0], run_dirs[3]])
+    assert vruns.find_runs([tmp_path / "nothing-here"]) == []
 
 
 def test_samples_without_atoms_take_them_from_the_runs_data_dir(run_dirs, tmp_path):
@@ -209,4 +214,62 @@ def test_samples_without_atoms_take_them_from_the_runs_data_dir(run_dirs, tmp_pa
     (run / "config.json").write_text(json.dumps({"seed": 0, "data_dir": str(data)}))
     for path in (run / "samples").glob("*.jsonl"):
         runs.write_jsonl(path, [{k: v for k, v in r.items() if k != "atoms"} for r in runs.read_jsonl(path)])
-    assert list(viz.atom_heatmap(run).data[0].y) == ["from_data"]
+    assert list(vruns.atom_heatmap(run).data[0].y) == ["from_data"]
+
+
+def test_continued_draws_rl_on_from_the_sft_step_it_started_at(tmp_path):
+    sft = make_run(tmp_path / "sft")
+    (sft / "checkpoints").mkdir()
+    (sft / "checkpoints" / "index.json").write_text(json.dumps({"last": "step-000040", "best": "step-000020"}))
+    rl = make_run(tmp_path / "rl", steps=(0, 5, 10))
+    (rl / "config.json").write_text(json.dumps({"seed": 0, "init": str(sft)}))
+    fig = vruns.continued(sft, [rl])
+    assert [t.name for t in fig.data] == ["sft", "rl"] and fig.data[1].line.dash == "dash"
+    assert list(fig.data[0].x) == [0, 10, 20, 30, 40] and list(fig.data[1].x) == [40, 45, 50]
+    base = make_run(tmp_path / "rl-base", steps=(0, 5))
+    (base / "config.json").write_text(json.dumps({"seed": 0, "init": "base"}))
+    assert list(vruns.continued(sft, [base]).data[1].x) == [0, 5]
+
+
+def test_final_bars_show_each_runs_last_evaluation(run_dirs):
+    fig = vruns.final_bars(run_dirs[:2], splits=["train", "test_target"])
+    assert [t.name for t in fig.data] == ["sft-s0", "sft-s1"] and fig.layout.barmode == "group"
+    # step 40: train min(1, 0.8 + 0.01*seed), held-out 0.5 - 0.2 + 0.01*seed
+    assert list(fig.data[1].y) == pytest.approx([0.81, 0.31])
+
+
+def test_export_writes_html_under_subfolders_and_png_needs_a_chrome(run_dirs, tmp_path, monkeypatch):
+    figs = {"04/curves": vruns.curves(run_dirs[:1]), "gap": vruns.gap(run_dirs[:1])}
+    written = export.write(figs, tmp_path / "out", png=False)
+    assert written == [tmp_path / "out" / "04" / "curves.html", tmp_path / "out" / "gap.html"]
+    assert all(p.stat().st_size > 100_000 for p in written)   # plotly.js inlined: opens offline
+    monkeypatch.setattr(export, "chrome", lambda: None)
+    with pytest.raises(UserError, match="png=false"):
+        export.write(figs, tmp_path / "again")
+    assert (tmp_path / "again" / "gap.html").exists()          # the HTML is written before the PNGs are tried
+    assert export.write({}, tmp_path / "none") == []           # nothing to draw: no browser wanted
+
+
+def test_nothing_outside_labkit_viz_draws_and_only_regress_imports_viz():
+    # The arrows of the package (labkit/viz/__init__.py): plotly, ipywidgets and kaleido are imported only under
+    # labkit/viz, lazy imports inside functions included, and of the modules outside it only regress (above
+    # viz) imports it; the cli names its stage modules as strings.
+    import ast
+    from pathlib import Path
+
+    import labkit
+
+    root = Path(labkit.__file__).parent
+    drawing, viz_users = [], []
+    for path in sorted(root.rglob("*.py")):
+        if path.parent.name == "viz":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            if any(n.split(".")[0] in ("plotly", "ipywidgets", "kaleido") for n in names):
+                drawing.append(path.name)
+            if any(n == "labkit.viz" or n.startswith("labkit.viz.") for n in names):
+                viz_users.append(path.name)
+    assert drawing == [] and set(viz_users) <= {"regress.py"}, (drawing, viz_users)

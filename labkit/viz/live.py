@@ -8,7 +8,7 @@ metrics.jsonl). Runs in other processes (`jobs.run_jobs`, runs side by side) are
 run directories instead: `LiveRuns({"atomic only": path, ...})` is the runner's `watch`. The figure is
 re-displayed through an IPython display handle rather than a FigureWidget, so it needs no widget front end and
 works the same in JupyterLab and in a headless papermill run (one output per figure, updated in place).
-Figures of finished runs are drawn from their run directories by `labkit.viz`.
+Figures of finished runs are drawn from their run directories by `labkit.viz.runs`.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit.runs import read_jsonl
-from labkit.viz import DASHES, PALETTE
+from labkit.viz.runs import DASHES, PALETTE
 
 
 class LiveCurves:

@@ -1,9 +1,9 @@
-"""Figures and the dashboard: plotly views of run directories, and `python -m labkit figures RUN... --out DIR`.
+"""Run directories as frames, and the figures drawn from them: what notebooks 04-06 and the `figures` stage show.
 
-Everything here reads run directories (config.json, metrics.jsonl, samples/step-N.jsonl; see runs.py) and
-nothing else, so every figure a notebook shows can be rebuilt later from the runs alone. Each view is a plain
-function returning a `go.Figure` (tested without widgets); `dashboard(run_dirs)` wires the same functions to
-ipywidgets controls (runs, split, metric, smoothing, x-axis, and a step slider for the sample browser).
+Everything here reads run directories (config.json, metrics.jsonl, samples/step-N.jsonl; see labkit/runs.py)
+and nothing else, so every figure a notebook shows can be rebuilt later from the runs alone. Each view is a
+plain function returning a `go.Figure` (tested without widgets); `labkit.viz.dashboard` wires the same
+functions to ipywidgets controls, and `labkit.viz.export` writes them to files.
 
     curves(runs, metric, splits, x, smoothing)   pass@k (or any metric) against step/epoch/tokens/wall time
     seed_bands(runs, metric, split, x)           mean and min-max band over runs that differ only by seed
@@ -11,17 +11,16 @@ ipywidgets controls (runs, split, metric, smoothing, x-axis, and a step slider f
     atom_heatmap(run, split)                     pass rate per atomic function per evaluation step
     error_shares(run, split)                     outcome shares (pass / test failure / error types) over training
     samples_table(run, step, split)              the programs sampled at one evaluation, with their verdicts
+    continued(sft_run, rl_runs, metric, split)   SFT alone, and each RL run drawn on from the SFT step it started at
+    final_bars(runs, metric, splits)             each run's last evaluation, grouped by split
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import html
 import json
 import os
 import re
-import shutil
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -311,154 +310,6 @@ def samples_table(run_dir, step: int | None = None, split: str | None = None, li
     fig.update_layout(title=f"samples at step {step} ({len(df)} shown)", height=600,
                       margin=dict(l=10, r=10, t=50, b=10))
     return fig
-
-
-# --- the dashboard ---------------------------------------------------------------------------------------
-
-def dashboard(run_dirs):
-    """ipywidgets controls over the figures above; returns the widget (display it, or let Jupyter show it).
-
-    Each plot is an Output widget whose output is replaced by the redrawn figure on a control change; a
-    headless run (papermill) draws the initial state once and never needs the callbacks.
-    """
-    import ipywidgets as W
-    import plotly.io as pio
-
-    paths = [Path(r) for r in run_dirs]
-    df = load(paths)
-    names = labels(paths)
-    by_name = {v: k for k, v in names.items()}
-    metrics = sorted(df.metric.unique())
-    splits = sorted(df.split.dropna().unique())
-    x_axes = [k for k, v in X_AXES.items() if v in df.columns]
-    default_metric = "pass@1" if "pass@1" in metrics else metrics[0]
-
-    run_sel = W.SelectMultiple(options=list(names.values()), value=tuple(names.values()), description="runs",
-                               rows=min(6, len(paths)))
-    split_sel = W.Dropdown(options=splits, value=_default_heldout(df), description="split")
-    metric_sel = W.Dropdown(options=metrics, value=default_metric, description="metric")
-    x_sel = W.Dropdown(options=x_axes, value="step", description="x-axis")
-    smooth_sel = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smoothing")
-    sample_run = W.Dropdown(options=list(names.values()), description="run")
-    step_sel = W.SelectionSlider(options=[0], description="step", continuous_update=False)
-    views = {k: W.Output() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
-
-    def draw(key, fig):
-        # Setting the outputs trait (rather than `with out: display(fig)`) works the same with a kernel,
-        # headless and in tests; go.FigureWidget, tried first, showed empty axes in JupyterLab 4.6.
-        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
-        views[key].outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
-
-    def selected():
-        return [by_name[n] for n in run_sel.value] or paths[:1]
-
-    def redraw_curves(_=None):
-        args = dict(metric=metric_sel.value, x=x_sel.value, smoothing=smooth_sel.value)
-        draw("curves", curves(selected(), splits=[split_sel.value], **args))
-        draw("bands", seed_bands(selected(), split=split_sel.value, **args))
-        draw("gap", gap(selected(), heldout_split=split_sel.value, **args))
-
-    def redraw_run(_=None):
-        run = by_name[sample_run.value]
-        steps = sorted(load_samples(run).get("step", pd.Series(dtype=int)).unique().tolist()) or [0]
-        step_sel.options = steps
-        step_sel.value = steps[-1]
-        draw("heatmap", atom_heatmap(run))
-        draw("errors", error_shares(run))
-        redraw_samples()
-
-    def redraw_samples(_=None):
-        draw("samples", samples_table(by_name[sample_run.value], step=step_sel.value))
-
-    for w in (run_sel, split_sel, metric_sel, x_sel, smooth_sel):
-        w.observe(redraw_curves, names="value")
-    sample_run.observe(redraw_run, names="value")
-    step_sel.observe(redraw_samples, names="value")
-    redraw_curves()
-    redraw_run()
-
-    controls = W.HBox([run_sel, W.VBox([split_sel, metric_sel]), W.VBox([x_sel, smooth_sel])])
-    tabs = W.Tab(children=[W.VBox([views["curves"], views["bands"]]), views["gap"],
-                           W.VBox([views["heatmap"], views["errors"]]),
-                           W.VBox([W.HBox([sample_run, step_sel]), views["samples"]])])
-    for i, title in enumerate(["curves", "train vs held-out", "atoms and errors", "sample browser"]):
-        tabs.set_title(i, title)
-    return W.VBox([controls, tabs])
-
-
-# --- `python -m labkit figures` --------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class FiguresConfig:
-    out_dir: str = "figures"
-    metric: str = "pass@1"
-    x: str = "step"
-    smoothing: float = 0.0
-    png: bool = True           # needs a Chrome (Debian `chromium`, installed by setup.sh) through kaleido
-    html: bool = True          # standalone: plotly.js inlined, opens offline
-    width: int = 900
-    height: int = 500
-
-
-CONFIG = FiguresConfig
-CLI_ALIASES = {"--out": "out_dir"}
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories (each with metrics.jsonl)")
-
-
-def all_figures(run_dirs, cfg: FiguresConfig | None = None) -> dict[str, go.Figure]:
-    """Every figure of the dashboard for these runs, by file stem."""
-    cfg = cfg or FiguresConfig()
-    paths = [Path(r) for r in run_dirs]
-    args = dict(metric=cfg.metric, x=cfg.x, smoothing=cfg.smoothing)
-    figs = {"curves": curves(paths, **args), "seed-bands": seed_bands(paths, **args)}
-    for group, members in seed_groups(paths).items():
-        figs[f"gap-{group}"] = gap(members, **args)
-    for path, name in labels(paths).items():
-        if (path / "samples").is_dir():
-            figs[f"atoms-{name}"] = atom_heatmap(path)
-            figs[f"errors-{name}"] = error_shares(path)
-    return {stem.replace("/", "_"): fig for stem, fig in figs.items()}
-
-
-def write_figures(run_dirs, cfg: FiguresConfig | None = None) -> list[Path]:
-    """Write every figure as standalone HTML and/or PNG into cfg.out_dir; returns the files written."""
-    cfg = cfg or FiguresConfig()
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figs = all_figures(run_dirs, cfg)
-    written = []
-    if cfg.html:
-        for stem, fig in figs.items():
-            fig.write_html(out / f"{stem}.html", include_plotlyjs=True)
-            written.append(out / f"{stem}.html")
-    if cfg.png:
-        import kaleido
-
-        if not (os.environ.get("BROWSER_PATH") or shutil.which("chromium") or shutil.which("google-chrome")):
-            raise UserError("PNG figures need a Chrome for kaleido: run `bash setup.sh` (it installs Debian's "
-                            "chromium) or `apt-get install -y chromium`, or pass --set png=false")
-        if shutil.which("chromium"):
-            os.environ.setdefault("BROWSER_PATH", shutil.which("chromium"))
-        # One browser for all figures (~0.2 s each) instead of one per write_image call (~2.3 s each).
-        kaleido.start_sync_server(mathjax=False, silence_warnings=True)
-        try:
-            with warnings.catch_warnings():  # plotly always passes kopts={}, and kaleido warns about it
-                warnings.filterwarnings("ignore", message="The kopts argument is ignored")
-                for stem, fig in figs.items():
-                    fig.write_image(out / f"{stem}.png", width=cfg.width, height=fig.layout.height or cfg.height)
-                    written.append(out / f"{stem}.png")
-        finally:
-            kaleido.stop_sync_server(silence_warnings=True)
-    return written
-
-
-def run_cli(cfg: FiguresConfig, args) -> int:
-    written = write_figures(args.runs, cfg)
-    print(f"wrote {len(written)} files to {cfg.out_dir}/: " + ", ".join(p.name for p in written))
-    return 0
 
 
 # --- RL views (notebook 05) ----------------------------------------------------------------------------------

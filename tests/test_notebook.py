@@ -1,0 +1,46 @@
+"""labkit.notebook: how notebooks 04 and 05 find, or make, their data and base model."""
+import json
+
+from labkit import config, pretrain
+from labkit.notebook import setup_data_and_base
+
+
+def _beside(work):
+    """Notebook 02's data and notebook 03's base model where the sequence leaves them under WORK."""
+    data, base = work / "02" / "data", work / "03" / "pretrain" / "model"
+    data.mkdir(parents=True)
+    (data / "manifest.json").write_text(json.dumps({"counts": {"train_A": 4}}))
+    base.mkdir(parents=True)
+    (base / "config.json").write_text("{}")
+    return data, base
+
+
+def test_in_the_sequence_it_takes_notebook_02s_data_and_03s_base(tmp_path, capsys):
+    data, base = _beside(tmp_path)
+    assert setup_data_and_base(tmp_path / "04", "quick") == (data, {"model.name_or_path": str(base)})
+    assert "'train_A': 4" in capsys.readouterr().out
+    # parameters naming other directories win over the sequence's
+    other_data, other_base = _beside(tmp_path / "elsewhere")
+    got = setup_data_and_base(tmp_path / "04", "quick", str(other_data), str(other_base))
+    assert got == (other_data, {"model.name_or_path": str(other_base)})
+
+
+def test_on_its_own_it_synthesises_data_and_takes_a_random_tiny_model_at_smoke(tmp_path):
+    data, model = setup_data_and_base(tmp_path / "05", "smoke")
+    assert data == tmp_path / "05" / "data" and (data / "manifest.json").exists()
+    assert model == {"model.name_or_path": "embedded", "model.size": "tiny"}
+
+
+def test_on_its_own_above_smoke_it_pretrains_a_base_into_out(tmp_path, monkeypatch):
+    _beside(tmp_path)
+    (tmp_path / "03" / "pretrain" / "model" / "config.json").unlink()   # no base from notebook 03
+    trained = []
+
+    def train(cfg):
+        trained.append(cfg)
+        return tmp_path / "04" / "pretrain" / "model"
+
+    monkeypatch.setattr(pretrain, "train", train)
+    _, model = setup_data_and_base(tmp_path / "04", "quick")
+    assert trained == [config.resolve(pretrain.PretrainConfig, "quick", {"out_dir": str(tmp_path / "04" / "pretrain")})]
+    assert model == {"model.name_or_path": str(tmp_path / "04" / "pretrain" / "model")}
