@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from labkit import config
-from labkit import runs as runstore
+from labkit import runs, tasks
 from labkit.config import UserError
 from labkit.jobs import Job, run_jobs
 
@@ -59,7 +59,6 @@ MODES = ("binary", "coarse", "fine", "adaptive")   # the paper's ablation order,
 # The committed reference run of the `paper` preset: findings.json and its PNG figures (notebook 07 shows it
 # when there is no time to run a suite, as in the main job).
 REFERENCE = Path(__file__).resolve().parent.parent / "figures"
-KINDS = ("held_out_atom", "held_out_pair", "deeper")
 MIN_SEEDS = 3
 # Evaluation of every CPU run: greedy pass@1 only (sampled pass@k would cost 4x for no verdict), on the same
 # fixed task samples in SFT and RL (so RL's step 0 is exactly its SFT start), 150 target tasks (~50 per kind).
@@ -108,11 +107,10 @@ class FindingsConfig:
                   "sft": SMOKE_EVAL, "rl": SMOKE_EVAL, "seeds": [0], "sizes": [8],
                   "handful": 8, "synthetic_only": 8, "sft_steps": 6, "rl_init_steps": 4, "rl_steps": 2,
                   "rl_base_steps": 2, "reward_modes": ["binary", "fine"]},
-        # One seed, one size, short runs: ~6 min on 2 cores, too small to decide anything (it says so).
+        # One seed, one size, short runs: too small to decide anything (it says so).
         "quick": {"seeds": [0], "sizes": [1000], "sft_steps": 200, "rl_init_steps": 100, "rl_steps": 20,
                   "rl_base_steps": 20, "reward_modes": ["binary", "fine"], "sft": EVAL, "rl": EVAL},
-        # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 38 jobs. Measured on 2 cores: data
-        # 10 s, base 6 min, the 36 runs 59 min (SFT 2-3.5 min, RL 3-4 min, RL from the base 5-6.5 min a run).
+        # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 38 jobs (its time: README).
         "paper": {"sft": EVAL, "rl": EVAL},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
         "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_preset": "full",
@@ -210,17 +208,17 @@ def suite(cfg: FindingsConfig) -> list[Job]:
 
 def pass1(run: Path, split: str) -> list[tuple[int, float]]:
     """(step, greedy pass@1) of each evaluation of a run on `split`."""
-    rows = [r for r in runstore.read_jsonl(run / "metrics.jsonl") if r["split"] == split and r["metric"] == "pass@1"]
+    rows = [r for r in runs.read_jsonl(run / "metrics.jsonl") if r["split"] == split and r["metric"] == "pass@1"]
     return sorted((r["step"], r["value"]) for r in rows)
 
 
 def kind_pass1(run: Path, data_dir: Path, step: int) -> dict[str, float]:
     """Greedy pass@1 on test_target per kind, from the evaluation samples of `step`."""
-    kinds = {r["id"]: r["kind"] for r in runstore.read_jsonl(Path(data_dir) / "test_target.jsonl")}
-    rows = [r for r in runstore.read_jsonl(run / "samples" / f"step-{step:06d}.jsonl")
+    kinds = {r["id"]: r["kind"] for r in runs.read_jsonl(Path(data_dir) / "test_target.jsonl")}
+    rows = [r for r in runs.read_jsonl(run / "samples" / f"step-{step:06d}.jsonl")
             if r["split"] == "test_target" and r["mode"] == "greedy"]
     return {k: float(np.mean([r["status"] == "pass" for r in rows if kinds[r["task_id"]] == k]))
-            for k in KINDS if any(kinds[r["task_id"]] == k for r in rows)}
+            for k in tasks.KINDS if any(kinds[r["task_id"]] == k for r in rows)}
 
 
 def decide(values: list[float]) -> dict:

@@ -50,7 +50,7 @@ def run_jobs(jobs: list[Job], workers: int = 2, threads: int | None = None, log_
 
     Returns name -> "skipped" (already complete), "done", "failed" (non-zero exit; see its log) or "blocked"
     (a job it depends on failed). Logs go to LOG_DIR/<name>.log. `watch` is called at every poll and once at
-    the end (e.g. `live.LiveRuns`, which draws the runs' curves as their metrics arrive). If this is
+    the end (e.g. `viz.live.LiveRuns`, which draws the runs' curves as their metrics arrive). If this is
     interrupted, the running jobs are stopped; the stages resume from their last checkpoint when run again.
     """
     threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)

@@ -112,7 +112,7 @@ def generate(model, prompt_ids, prompt_mask, stop: FunctionEnd, *, max_new_token
 
 
 def encode_prompts(tokenizer, texts: list[str], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded prompt ids, tokenised like `training.encode` (no special tokens)."""
+    """Left-padded prompt ids, tokenised like `batches.encode` (no special tokens)."""
     ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     width = max(map(len, ids))
     out = torch.tensor([[tokenizer.pad_token_id] * (width - len(x)) + x for x in ids], device=device)

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from labkit import config, experiments as ex
+from labkit import config, experiments
 from labkit.config import UserError
 
 
 # --- the rule -------------------------------------------------------------------------------------------------
 
 def test_decide_reproduced_needs_the_mean_above_its_spread():
-    assert ex.decide([0.10, 0.12, 0.14])["verdict"] == "reproduced"              # m=0.12, sd=0.02
-    assert ex.decide([0.30, -0.05, 0.05])["verdict"] == "inconclusive"           # m=0.10 <= sd
-    assert ex.decide([0.0, 0.0, 0.0])["verdict"] == "not reproduced"             # no effect
-    assert ex.decide([-0.1, 0.2, -0.2])["verdict"] == "not reproduced"           # wrong sign on average
-    r = ex.decide([0.2, 0.3])
+    assert experiments.decide([0.10, 0.12, 0.14])["verdict"] == "reproduced"              # m=0.12, sd=0.02
+    assert experiments.decide([0.30, -0.05, 0.05])["verdict"] == "inconclusive"           # m=0.10 <= sd
+    assert experiments.decide([0.0, 0.0, 0.0])["verdict"] == "not reproduced"             # no effect
+    assert experiments.decide([-0.1, 0.2, -0.2])["verdict"] == "not reproduced"           # wrong sign on average
+    r = experiments.decide([0.2, 0.3])
     assert r["verdict"].startswith("inconclusive (only 2 seeds") and r["mean"] == 0.25
-    assert ex.decide([0.1, 0.2, 0.3]) == {"per_seed": [0.1, 0.2, 0.3], "mean": 0.2, "sd": 0.1, "n_seeds": 3,
+    assert experiments.decide([0.1, 0.2, 0.3]) == {"per_seed": [0.1, 0.2, 0.3], "mean": 0.2, "sd": 0.1, "n_seeds": 3,
                                           "verdict": "reproduced"}
 
 
@@ -34,7 +34,7 @@ def _fake_run(path: Path, steps: int, curves: dict[str, list[float]], kinds=None
         for i, v in enumerate(values):
             rows.append({"step": steps * i // (len(values) - 1), "split": split, "metric": "pass@1", "value": v})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (path / ex._ckpt(steps)).mkdir(parents=True)
+    (path / experiments._ckpt(steps)).mkdir(parents=True)
     (path / "samples").mkdir()
     samples = [{"task_id": t, "split": "test_target", "mode": "greedy", "status": "pass" if ok else "fail"}
                for t, ok in (kinds or {}).items()]
@@ -45,13 +45,13 @@ def _suite_dir(tmp_path, target: dict[str, list[float]], e2: list[tuple], sft_pe
                e4: dict[str, list]):
     """Made-up runs of every experiment. The E1 handful run is also E3's SFT run: its target curve ends at its
     E1 value, after a peak 0.2 higher if `sft_peaks`."""
-    cfg = config.resolve(ex.FindingsConfig, "paper", {"out_dir": str(tmp_path), "data_dir": str(tmp_path / "data"),
+    cfg = config.resolve(experiments.FindingsConfig, "paper", {"out_dir": str(tmp_path), "data_dir": str(tmp_path / "data"),
                                                       "base_model": "embedded", "sizes": [20, 60], "handful": 60,
                                                       "synthetic_only": 60, "sft_steps": 10, "rl_steps": 4,
                                                       "rl_base_steps": 4})
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "test_target.jsonl").write_text(
-        "".join(json.dumps({"id": f"t{i}", "kind": k}) + "\n" for i, k in enumerate(ex.KINDS)))
+        "".join(json.dumps({"id": f"t{i}", "kind": k}) + "\n" for i, k in enumerate(experiments.KINDS)))
     root = tmp_path / "runs"
     for name, per_seed in target.items():
         for s, v in enumerate(per_seed):
@@ -82,7 +82,7 @@ def test_findings_reproduced_when_the_numbers_say_so(tmp_path):
                      sft_peaks=True, e3_rl=[RL_RISES] * 3,
                      e4={"binary": [0.1, 0.11, 0.12], "coarse": [0.2, 0.21, 0.2], "fine": [0.3, 0.3, 0.32],
                          "adaptive": [0.4, 0.42, 0.41]})
-    r = ex.findings(cfg)
+    r = experiments.findings(cfg)
     assert r["F1"]["verdict"] == "reproduced"
     assert r["F1"]["per_seed"] == [0.2, 0.2, 0.2]      # minus synthetic only, the better of the two
     assert r["F1"]["final_pass@1"]["atomic+60"]["by_kind"][0] == {"held_out_atom": 1.0, "held_out_pair": 0.0,
@@ -102,7 +102,7 @@ def test_findings_not_reproduced_or_inconclusive_when_they_do_not(tmp_path):
                      sft_peaks=False, e3_rl=[RL_STUCK] * 3,
                      e4={"binary": [0.3, 0.31, 0.3], "coarse": [0.2, 0.21, 0.2], "fine": [0.3, 0.3, 0.32],
                          "adaptive": [0.4, 0.42, 0.41]})
-    r = ex.findings(cfg)
+    r = experiments.findings(cfg)
     assert r["F1"]["verdict"] == "not reproduced"        # synthetic only beats the mixture
     assert r["F2"]["verdict"] == "not reproduced"        # 0, -0.05, 0
     assert r["F2_fresh"]["verdict"] == "reproduced"
@@ -117,7 +117,7 @@ def test_findings_with_missing_runs_use_only_complete_seeds(tmp_path):
                      target={"atomic-only": [0.0, 0.0], "atomic+20": [0.05, 0.05], "atomic+60": [0.3, 0.3],
                              "synthetic-only-60": [0.1, 0.1]},
                      e2=[], sft_peaks=True, e3_rl=[], e4={})
-    r = ex.findings(cfg)
+    r = experiments.findings(cfg)
     assert r["F1"]["seeds_used"] == [0, 1] and r["F1"]["verdict"].startswith("inconclusive (only 2 seeds")
     assert r["F2"]["n_seeds"] == 0 and r["F2"]["verdict"].startswith("inconclusive (only 0 seeds")
     assert r["reward_ordering"]["verdict"].startswith("inconclusive (only 0 seeds")
@@ -126,44 +126,44 @@ def test_findings_with_missing_runs_use_only_complete_seeds(tmp_path):
 # --- the suite (its runner: tests/test_jobs.py) ---------------------------------------------------------------------------------
 
 def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
-    cfg = config.resolve(ex.FindingsConfig, "paper", {"out_dir": "/tmp/x"})
-    jobs = {j.name: j for j in ex.suite(cfg)}
+    cfg = config.resolve(experiments.FindingsConfig, "paper", {"out_dir": "/tmp/x"})
+    jobs = {j.name: j for j in experiments.suite(cfg)}
     assert len([n for n in jobs if n.startswith("e1/")]) == 3 * 4      # atomic only, 2 sizes, synthetic only
     assert jobs["e2/rl-same/s1"].after == ("data", "base", "e2/sft-start/s1")
     assert jobs["e3/rl-base/s0"].overrides["prompts"] == "atom_base,train_B"
     assert jobs["e1/atomic+1000/s2"].overrides["mixture"] == {"atom_base": 1.0, "train_B": 1.0}
     assert "--set" in jobs["e4/fine/s0"].argv() and "reward=fine" in jobs["e4/fine/s0"].argv()
     with pytest.raises(UserError, match="handful"):
-        ex.suite(config.resolve(ex.FindingsConfig, "paper", {"handful": 7}))
+        experiments.suite(config.resolve(experiments.FindingsConfig, "paper", {"handful": 7}))
 
 
 @pytest.mark.slow
 def test_smoke_suite_end_to_end(tmp_path):
-    cfg = config.resolve(ex.FindingsConfig, "smoke", {"out_dir": str(tmp_path / "suite"),
+    cfg = config.resolve(experiments.FindingsConfig, "smoke", {"out_dir": str(tmp_path / "suite"),
                                                       "figures_dir": str(tmp_path / "figures")})
-    result = ex.run(cfg)
-    assert result["failed"] == [] and result["runs_complete"] == len(ex.suite(cfg)) - 1   # all but the data
+    result = experiments.run(cfg)
+    assert result["failed"] == [] and result["runs_complete"] == len(experiments.suite(cfg)) - 1   # all but the data
     saved = json.loads((tmp_path / "figures" / "findings.json").read_text())
     for key in ("F1", "F2", "F3", "reward_ordering"):
         assert saved[key]["verdict"].startswith("inconclusive (only 1 seed")
-    again = ex.run(cfg)   # everything complete: nothing runs, same numbers
+    again = experiments.run(cfg)   # everything complete: nothing runs, same numbers
     assert {k: again[k] for k in ("F1", "F2", "F3")} == {k: result[k] for k in ("F1", "F2", "F3")}
 
 
 def test_the_committed_reference_findings_decide_every_finding():
     # Notebook 07 shows these at `quick` (the main job): they must be complete and readable as a summary.
-    result = ex.reference()
+    result = experiments.reference()
     for key in ("F1", "F2", "F3", "reward_ordering"):
         assert result[key]["verdict"] and result[key]["seeds_used"] == result["seeds"], key
-    assert len(result["seeds"]) >= ex.MIN_SEEDS and not result["failed"]
-    assert "F1:" in ex.summary(result)
+    assert len(result["seeds"]) >= experiments.MIN_SEEDS and not result["failed"]
+    assert "F1:" in experiments.summary(result)
     for stem in ("e1-sweep", "e2-target-curves", "e4-reward-modes"):
-        assert (ex.REFERENCE / f"{stem}.png").exists(), stem
+        assert (experiments.REFERENCE / f"{stem}.png").exists(), stem
 
 
 def test_reference_without_findings_names_the_command(tmp_path):
     with pytest.raises(UserError, match="findings --preset paper"):
-        ex.reference(tmp_path)
+        experiments.reference(tmp_path)
 
 
 # --- the stage and its figures (labkit.viz.findings, above this module) -------------------------------------------
@@ -174,7 +174,7 @@ def _reproduced_suite(tmp_path):
                      target={"atomic-only": [0.0, 0.0, 0.01], "atomic+20": [0.05, 0.05, 0.06],
                              "atomic+60": [0.30, 0.32, 0.28], "synthetic-only-60": [0.1, 0.12, 0.08]},
                      e2=[(0.1, 0.2, 0.3), (0.1, 0.25, 0.3), (0.12, 0.2, 0.1)], sft_peaks=True,
-                     e3_rl=[RL_RISES] * 3, e4={m: [0.1, 0.2, 0.3] for m in ex.MODES})
+                     e3_rl=[RL_RISES] * 3, e4={m: [0.1, 0.2, 0.3] for m in experiments.MODES})
     return dataclasses.replace(cfg, figures_dir=str(tmp_path / "figures"))
 
 
@@ -200,8 +200,8 @@ def test_findings_stage_writes_the_json_then_the_figures_beside_it(tmp_path, mon
     cfg = _reproduced_suite(tmp_path)
 
     def numbers_only(cfg):   # experiments.run without running the suite: decide and write findings.json
-        result = {**ex.findings(cfg), "failed": []}
-        ex.write(cfg, result)
+        result = {**experiments.findings(cfg), "failed": []}
+        experiments.write(cfg, result)
         return result
 
     monkeypatch.setattr(ex, "run", numbers_only)

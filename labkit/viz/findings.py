@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from labkit import experiments as ex
-from labkit.experiments import KINDS, FindingsConfig, e1_runs, kind_pass1, paths
+from labkit import experiments
+from labkit.experiments import FindingsConfig, e1_runs, kind_pass1, paths
+from labkit.tasks import KINDS
 from labkit.viz import export
 from labkit.viz.runs import PALETTE, gap, seed_bands
 
@@ -26,7 +27,7 @@ CLI_ALIASES = {"--out": "out_dir", "--figures": "figures_dir"}
 def _complete(cfg: FindingsConfig, name: str, steps: int) -> list[Path]:
     """The run directories of `name` (one per seed) that reached `steps`."""
     root = paths(cfg)[0]
-    return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / ex._ckpt(steps)).exists()]
+    return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / experiments._ckpt(steps)).exists()]
 
 
 def sweep_figure(cfg: FindingsConfig):
@@ -35,7 +36,7 @@ def sweep_figure(cfg: FindingsConfig):
     data = paths(cfg)[1]
 
     def value(run, kind):
-        return ex._final(run, "test_target") if kind == "all" else kind_pass1(run, data, cfg.sft_steps).get(kind)
+        return experiments._final(run, "test_target") if kind == "all" else kind_pass1(run, data, cfg.sft_steps).get(kind)
 
     fig = go.Figure()
     names = {0: "e1/atomic-only", **{n: f"e1/atomic+{n}" for n in cfg.sizes}}
@@ -94,7 +95,7 @@ def write_figures(cfg: FindingsConfig) -> list[Path]:
 
 def run(cfg: FindingsConfig) -> dict:
     """Run (or finish) the suite, decide and write the findings (`experiments.run`), then write its figures."""
-    result = ex.run(cfg)
+    result = experiments.run(cfg)
     write_figures(cfg)
     return result
 

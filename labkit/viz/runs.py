@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 
-from labkit import runs as runstore
+from labkit import runs
 from labkit.config import UserError
 
 # The x-axis choices: label shown to the user -> metrics.jsonl column.
@@ -71,7 +71,7 @@ def load(run_dirs) -> pd.DataFrame:
         raise UserError(f"not a run directory (no metrics.jsonl): {', '.join(missing)}; pass directories "
                         "written by `python -m labkit sft/rl --out RUN`")
     names = labels(paths)
-    frames = [runstore.load_metrics(p).assign(run=names[p]) for p in paths]
+    frames = [runs.load_metrics(p).assign(run=names[p]) for p in paths]
     df = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else None
     if df is None:
         raise UserError(f"the runs have no metrics yet: {', '.join(map(str, paths))}")
@@ -84,7 +84,7 @@ def _atoms_by_task(run_dir) -> dict[str, list]:
     data_dir = json.loads(cfg_path.read_text()).get("data_dir") if cfg_path.exists() else None
     if not data_dir or not Path(data_dir).is_dir():
         return {}
-    return {r["id"]: r.get("atoms", []) for f in Path(data_dir).glob("*.jsonl") for r in runstore.read_jsonl(f)}
+    return {r["id"]: r.get("atoms", []) for f in Path(data_dir).glob("*.jsonl") for r in runs.read_jsonl(f)}
 
 
 def load_samples(run_dir) -> pd.DataFrame:
@@ -92,7 +92,7 @@ def load_samples(run_dir) -> pd.DataFrame:
     rows = []
     for path in sorted((Path(run_dir) / "samples").glob("step-*.jsonl")):
         step = int(path.stem.split("-")[1])
-        rows += [{**r, "step": step} for r in runstore.read_jsonl(path)]
+        rows += [{**r, "step": step} for r in runs.read_jsonl(path)]
     if rows and "atoms" not in rows[0]:
         atoms = _atoms_by_task(run_dir)
         rows = [{**r, "atoms": atoms.get(r.get("task_id"), [])} for r in rows]
