@@ -17,22 +17,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from labkit import atomic, config, synth
+from labkit import atomic, compose, config, synth, validation
 
 
 def candidates(cfg, n):
     specs = atomic.library(cfg.seed, cfg.n_tests)
-    graph = synth.Graph.build(specs)
+    graph = compose.Graph.build(specs)
     rng = random.Random(cfg.seed)
-    rule = synth.Rule(tuple(range(2, cfg.max_depth + 1)))
+    rule = compose.Rule(tuple(range(2, cfg.max_depth + 1)))
     chains = []
     while len(chains) < n:
-        chain = synth.walk(graph, rule, rng)
+        chain = compose.walk(graph, rule, rng)
         if chain and chain not in chains:
             chains.append(chain)
-    inputs = {s.name: synth.test_inputs(s, cfg.seed, cfg.n_tests) for s in specs}
+    inputs = {s.name: compose.test_inputs(s, cfg.seed, cfg.n_tests) for s in specs}
     taken: set = set()
-    cands = [synth.make_candidate(graph, c, cfg, rng, taken) for c in chains]
+    cands = [compose.make_candidate(graph, c, cfg, rng, taken) for c in chains]
     return graph, cands, inputs
 
 
@@ -61,7 +61,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, side in sides.items():   # interleaved, so load on the machine hits both alike
             t0 = time.perf_counter()
-            results = synth.validate(graph, cands, inputs, side)
+            results = validation.validate(graph, cands, inputs, side)
             times[name].append(time.perf_counter() - t0)
             reasons[name] = [r[0] for r in results]
     assert reasons["batched"] == reasons["one_per_program"], "the two ways disagree on some candidate"

@@ -2,7 +2,7 @@
 
     python -m labkit synth --preset quick --seed 0 --out data/quick
 
-The pipeline, top to bottom in this file:
+The pipeline (steps 1-3: `compose.py`; 4: `validation.py`; 5 and the splits: this file):
 1. Reserve the target domain before generating anything: a few held-out atoms (drawn by seed among the
    well-connected ones) and held-out adjacent pairs. Train and in-domain composites use neither.
 2. Compose by types: a chain starts at a random atomic function (any number of parameters: the composite
@@ -41,8 +41,6 @@ import hashlib
 import json
 import math
 import random
-import re
-import textwrap
 import time
 import typing
 from collections import Counter
@@ -52,9 +50,10 @@ from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
-from labkit import atomic, config, files, sandbox, tasks
-from labkit.atomic import AtomicSpec
+from labkit import atomic, config, files, tasks
+from labkit.compose import Candidate, Graph, Rule, count_chains, hold_out, make_candidate, test_inputs, walk
 from labkit.tasks import Task
+from labkit.validation import DIGEST_CHARS, HARNESS, SETTINGS, validate
 
 
 
@@ -110,382 +109,7 @@ def check_config(cfg: SynthConfig) -> None:
         raise config.UserError(f"batch_size must be >= 1 and timeout > 0; got {cfg.batch_size}, {cfg.timeout}")
 
 
-# --- 1. the composition graph and what the target domain reserves ----------------------------------------------
-
-@dataclass(frozen=True)
-class Graph:
-    specs: dict[str, AtomicSpec]
-    succ: dict[str, list[str]]     # f -> one-argument atoms that accept f's return type
-    pred: dict[str, list[str]]     # g -> atoms whose return type g accepts (g takes one argument)
-
-    @classmethod
-    def build(cls, specs: list[AtomicSpec]) -> "Graph":
-        succ = {s.name: [] for s in specs}
-        pred = {s.name: [] for s in specs}
-        for f, g in sorted(atomic.composition_edges(specs)):
-            succ[f].append(g)
-            pred[g].append(f)
-        return cls({s.name: s for s in specs}, succ, pred)
-
-    def one_arg(self, name: str) -> bool:
-        return len(self.specs[name].params) == 1
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Which chains a category may hold."""
-    depths: tuple[int, ...]
-    banned_atoms: frozenset = frozenset()
-    banned_pairs: frozenset = frozenset()
-    need_atoms: frozenset = frozenset()    # at least one of these must appear...
-    need_pairs: frozenset = frozenset()    # ...or at least one of these pairs, adjacent
-
-    def allows(self, chain: list[str]) -> bool:
-        pairs = set(zip(chain, chain[1:]))
-        return (len(chain) in self.depths and not self.banned_atoms & set(chain) and not self.banned_pairs & pairs
-                and (not self.need_atoms or bool(self.need_atoms & set(chain)))
-                and (not self.need_pairs or bool(self.need_pairs & pairs)))
-
-
-def hold_out(graph: Graph, n_atoms: int, n_pairs: int, rng: random.Random):
-    """Held-out atoms among one-argument atoms with >= 2 ways in and out (so composites around them exist),
-    then held-out pairs among edges between the remaining atoms whose ends keep other neighbours."""
-    connected = sorted(n for n in graph.specs if graph.one_arg(n)
-                       and len(graph.pred[n]) >= 2 and len(graph.succ[n]) >= 2)
-    if n_atoms > len(connected):
-        raise config.UserError(f"n_held_out_atoms={n_atoms} but only {len(connected)} atoms are connected enough "
-                               f"to hold out (>= 2 predecessors and successors); use at most {len(connected)}")
-    atoms = frozenset(rng.sample(connected, n_atoms))
-    edges = sorted((f, g) for f in graph.specs for g in graph.succ[f]
-                   if f != g and not {f, g} & atoms and len(graph.succ[f]) >= 2 and len(graph.pred[g]) >= 2)
-    if n_pairs > len(edges):
-        raise config.UserError(f"n_held_out_pairs={n_pairs} but only {len(edges)} adjacent pairs can be held out; "
-                               f"use at most {len(edges)}")
-    return atoms, frozenset(rng.sample(edges, n_pairs))
-
-
-def count_chains(graph: Graph, rule: Rule) -> int:
-    """How many distinct chains a rule allows (before validation): dynamic programming over the graph,
-    with "must contain" constraints by inclusion-exclusion (all chains minus those avoiding the need)."""
-    def avoiding(banned_atoms, banned_pairs) -> int:
-        ends = {n: 1 for n in graph.specs if n not in banned_atoms}
-        total = ends_total = 0
-        for depth in range(1, max(rule.depths) + 1):
-            if depth > 1:
-                ends = {g: sum(ends.get(f, 0) for f in graph.pred[g] if (f, g) not in banned_pairs)
-                        for g in graph.specs if g not in banned_atoms and graph.one_arg(g)}
-            ends_total = sum(ends.values())
-            total += ends_total if depth in rule.depths else 0
-        return total
-    n = avoiding(rule.banned_atoms, rule.banned_pairs)
-    if rule.need_atoms:
-        n -= avoiding(rule.banned_atoms | rule.need_atoms, rule.banned_pairs)
-    if rule.need_pairs:
-        n -= avoiding(rule.banned_atoms, rule.banned_pairs | rule.need_pairs)
-    return n
-
-
-def walk(graph: Graph, rule: Rule, rng: random.Random) -> list[str] | None:
-    """One random chain the rule allows, or None at a dead end. A needed atom or pair is placed first, at a
-    random position, and the chain grows backwards and forwards from it along allowed edges."""
-    depth = rng.choice(rule.depths)
-    if rule.need_atoms:
-        segment = [rng.choice(sorted(rule.need_atoms))]
-    elif rule.need_pairs:
-        segment = list(rng.choice(sorted(rule.need_pairs)))
-    else:
-        segment = [rng.choice(sorted(n for n in graph.specs if n not in rule.banned_atoms))]
-    if depth < len(segment):
-        return None
-    # Only the first step may take several arguments; a segment that starts with one sits at position 0.
-    start = rng.randint(0, depth - len(segment)) if graph.one_arg(segment[0]) else 0
-    chain = segment
-    for position in range(start - 1, -1, -1):
-        options = [f for f in graph.pred[chain[0]] if f not in rule.banned_atoms
-                   and (f, chain[0]) not in rule.banned_pairs and (position == 0 or graph.one_arg(f))]
-        if not options:
-            return None
-        chain = [rng.choice(options)] + chain
-    while len(chain) < depth:
-        options = [g for g in graph.succ[chain[-1]] if g not in rule.banned_atoms
-                   and (chain[-1], g) not in rule.banned_pairs]
-        if not options:
-            return None
-        chain.append(rng.choice(options))
-    return chain if rule.allows(chain) else None
-
-
-# --- 2. prompts and responses ------------------------------------------------------------------------------
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-# "the list {xs}" with "the result" filled in would read "the list the result": the noun goes.
-_NOUN_BEFORE_PARAM = re.compile(r"\bthe (?:list|dictionary|dict|grid|matrix|text|string|sentence|number|integer) "
-                                r"(?=\{\w+\})")
-
-
-def describe(graph: Graph, chain: list[str], rng: random.Random) -> str:
-    """An English description of the chain: one phrasing per atom, joined by one of several connectives."""
-    phrases = []
-    for i, name in enumerate(chain):
-        spec = graph.specs[name]
-        template = rng.choice(spec.prompts)
-        if i == 0:
-            fill = {p: p for p, _ in spec.params}
-        else:
-            template = _NOUN_BEFORE_PARAM.sub("", template)
-            fill = {spec.params[0][0]: rng.choice(("the result", "the result", "it"))}
-        phrases.append(template.format(**fill))
-    first, rest = phrases[0], phrases[1:]
-    form = rng.randrange(4)
-    if form == 0:     # "Sort xs in ascending order, then sum the numbers in it."
-        return _cap(", then ".join(phrases)) + "."
-    if form == 1:     # "First sort xs ...; next ...; finally sum the numbers in the result."
-        middle = [f"next {p}" for p in rest[:-1]]
-        return _cap("; ".join([f"first {first}"] + middle + [f"finally {rest[-1]}"])) + "."
-    if form == 2:     # "Sort xs in ascending order. Then sum the numbers in the result. Return that."
-        return " ".join([_cap(first) + "."] + [f"Then {p}." for p in rest] + ["Return the result."])
-    # "Take the result of sorting ..." needs gerunds the phrasings don't have; this form keeps them imperative.
-    return f"Compute the following in order: {first}; " + "; ".join(f"{p}" for p in rest) + "."
-
-
-def call_body(graph: Graph, chain: list[str]) -> str:
-    """One line per step: `a = f(x)`, `b = g(a)`, `return h(b)`."""
-    params = [p for p, _ in graph.specs[chain[0]].params]
-    names = [v for v in "abcdeghkmpqrtuvwyz" if v not in params]
-    lines, arg = [], ", ".join(params)
-    for i, name in enumerate(chain):
-        if i == len(chain) - 1:
-            lines.append(f"    return {name}({arg})")
-        else:
-            lines.append(f"    {names[i]} = {name}({arg})")
-            arg = names[i]
-    return "\n".join(lines) + "\n"
-
-
-def inline_body(graph: Graph, chain: list[str]) -> str:
-    """Self-contained: each atom's source as an inner function, then the same calls."""
-    inner = [textwrap.indent(graph.specs[n].source, "    ") for n in dict.fromkeys(chain)]
-    return "".join(inner) + call_body(graph, chain)
-
-
-def context_for(graph: Graph, chain: list[str]) -> str:
-    """The atoms' sources, placed before the prompt in `call` style so the program runs."""
-    return "\n\n".join(graph.specs[n].source for n in dict.fromkeys(chain)) + "\n\n"
-
-
-def entry_name(chain: list[str], taken: set[str]) -> str:
-    """`task_<hash of the chain>`: short, the same for the same chain in every run, and it names no atom (a
-    readable name would let a model copy a held-out atom's name instead of reading the description)."""
-    digest = hashlib.sha1("|".join(chain).encode()).hexdigest()
-    width = 8
-    while f"task_{digest[:width]}" in taken:
-        width += 4
-    return f"task_{digest[:width]}"
-
-
-def test_inputs(spec: AtomicSpec, seed: int, n: int) -> list[list]:
-    """n distinct argument lists from the atom's generator. Every composite starting with this atom gets the
-    same inputs (its "input family"), which is what makes behavioural duplicates cheap to find."""
-    rng = random.Random(f"{seed}:synth:{spec.name}")
-    out, seen = [], set()
-    for _ in range(20 * n):
-        args = json.loads(json.dumps(list(spec.generate(rng))))
-        key = json.dumps(args, sort_keys=True)
-        if key not in seen:
-            seen.add(key)
-            out.append(args)
-            if len(out) == n:
-                break
-    return out
-
-
-def shorter_chains(graph: Graph, chain: list[str]) -> list[list[str]]:
-    """The chain with one run of consecutive steps removed, wherever the remaining chain has the same
-    signature (the removed run maps a single type to itself). Removing everything leaves the identity."""
-    out = []
-    for i in range(len(chain)):
-        first = graph.specs[chain[i]]
-        if len(first.params) != 1:
-            continue
-        for j in range(i, len(chain)):
-            if first.params[0][1] == graph.specs[chain[j]].returns:
-                out.append(chain[:i] + chain[j + 1:])
-    return out
-
-
-@dataclass
-class Candidate:
-    chain: list[str]
-    task: Task
-    families: list[str]          # atoms whose test inputs this candidate can take (its own first atom included)
-    shorter: list[list[str]]
-
-
-def make_candidate(graph: Graph, chain: list[str], cfg: SynthConfig, rng: random.Random, taken: set[str]):
-    first = graph.specs[chain[0]]
-    kinds = [t for _, t in first.params]
-    families = [n for n, s in graph.specs.items() if [t for _, t in s.params] == kinds]
-    name = entry_name(chain, taken)
-    params = ", ".join(f"{p}: {t}" for p, t in first.params)
-    header = f"def {name}({params}) -> {graph.specs[chain[-1]].returns}:"
-    body = call_body(graph, chain) if cfg.style == "call" else inline_body(graph, chain)
-    task = Task(id=name, split="", prompt=tasks.format_prompt(header, describe(graph, chain, rng)),
-                entry_point=name, solution=body, tests=[], atoms=list(chain), depth=len(chain),
-                context=context_for(graph, chain) if cfg.style == "call" else "")
-    return Candidate(chain, task, sorted(families), shorter_chains(graph, chain))
-
-
-# --- 3. validation in the sandbox --------------------------------------------------------------------------
-
-MARK = "@@synth-results@@"
-SLOW_SECONDS = 1.0        # CPU seconds per candidate inside a batch program; real candidates take microseconds
-MAX_OUTPUT_CHARS = 2000   # outputs of all tests as JSON: bigger values make poor prompts and slow tests
-DIGEST_CHARS = 8          # one behaviour digest (48 bits, base64)
-
-# Runs inside the sandbox after the atoms and the candidates' definitions; it prints one line of results.
-# The sandbox keeps only the last 2,000 characters of stdout, so a candidate reports a reason and, when it is
-# good, one digest per input family (its behaviour on each, for the duplicate check) -- not its outputs: the
-# caller recomputes those from the same (trusted, now vetted) code and checks them against the digest.
-# A candidate's CPU time is capped with ITIMER_VIRTUAL: the sandbox's own wall limit uses ITIMER_REAL.
-HARNESS = """
-import base64, hashlib, json, signal
-
-class _Slow(BaseException):   # BaseException: a candidate's own `except Exception` must not swallow it
-    pass
-
-def _on_cpu_limit(signum, frame):
-    raise _Slow()
-
-def _digest(value):
-    raw = hashlib.sha1(json.dumps(value, sort_keys=True).encode()).digest()
-    return base64.urlsafe_b64encode(raw[:6]).decode()
-
-def _int64(v):   # JSON readers (pandas, pyarrow) hold integers as int64
-    if isinstance(v, list):
-        return all(_int64(x) for x in v)
-    if isinstance(v, dict):
-        return all(_int64(x) for x in v.values())
-    return not isinstance(v, int) or -2**63 <= v < 2**63
-
-def _apply(names, args):
-    value = globals()[names[0]](*args) if names else args[0]
-    for name in names[1:]:
-        value = globals()[name](value)
-    return value
-
-def _check(entry, first, families, shorter):
-    fn, inputs = globals()[entry], INPUTS[first]
-    try:
-        outs = [fn(*args) for args in inputs]
-    except Exception:
-        return ["raises"]
-    if any(o is None for o in outs):
-        return ["returns_none"]
-    try:
-        text = json.dumps(outs, allow_nan=False)   # the tests store outputs as JSON; nan != nan anyway
-    except (TypeError, ValueError):
-        return ["not_json"]
-    if json.loads(text) != outs:                   # e.g. tuples or int dict keys would not survive the trip
-        return ["not_json"]
-    if len(text) > MAX_OUTPUT_CHARS:
-        return ["too_large"]
-    if not _int64(outs):
-        return ["big_int"]
-    if len({json.dumps(o, sort_keys=True) for o in outs}) == 1:
-        return ["constant"]
-    for names in shorter:
-        try:
-            if [_apply(names, args) for args in inputs] == outs:
-                return ["redundant"]
-        except Exception:
-            pass
-    digests = ""
-    for name in families:
-        try:
-            digests += _digest([fn(*args) for args in INPUTS[name]])
-        except Exception:
-            digests += "!" * DIGEST_CHARS          # not in the base64 alphabet: "no behaviour here"
-    return ["ok", digests]
-
-def _run(cands):
-    signal.signal(signal.SIGVTALRM, _on_cpu_limit)
-    results = []
-    for entry, first, families, shorter in cands:
-        signal.setitimer(signal.ITIMER_VIRTUAL, SLOW_SECONDS)
-        try:
-            results.append(_check(entry, first, families, shorter))
-        except _Slow:
-            results.append(["slow"])
-        finally:
-            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-    print(MARK + json.dumps(results, separators=(",", ":")))
-"""
-SETTINGS = f"MARK = {MARK!r}\nSLOW_SECONDS = {SLOW_SECONDS}\nMAX_OUTPUT_CHARS = {MAX_OUTPUT_CHARS}\n" \
-           f"DIGEST_CHARS = {DIGEST_CHARS}\n"
-
-
-def validation_program(graph: Graph, batch: list[Candidate], inputs: dict[str, list]) -> str:
-    atoms = sorted({n for c in batch for n in c.chain})
-    families = sorted({n for c in batch for n in c.families})
-    cands = [[c.task.entry_point, c.chain[0], c.families, c.shorter] for c in batch]
-    return "\n\n".join(
-        [graph.specs[n].source for n in atoms]
-        + [c.task.prompt + c.task.solution for c in batch]
-        + [HARNESS, SETTINGS + f"INPUTS = json.loads({json.dumps(json.dumps({n: inputs[n] for n in families}))})",
-           f"_run(json.loads({json.dumps(json.dumps(cands))}))\n"])
-
-
-def pack(candidates: list[Candidate], max_size: int) -> list[list[int]]:
-    """Batches of candidate indices whose result line fits the sandbox's stdout tail (a good candidate
-    reports one digest per input family), at most max_size each."""
-    budget = sandbox.TAIL - len(MARK) - 10
-    batches, size = [[]], 0
-    for i, c in enumerate(candidates):
-        need = 20 + DIGEST_CHARS * len(c.families)
-        if batches[-1] and (size + need > budget or len(batches[-1]) == max_size):
-            batches.append([])
-            size = 0
-        batches[-1].append(i)
-        size += need
-    return batches if batches[0] else []
-
-
-def _parse(stdout: str) -> list | None:
-    for line in stdout.splitlines():
-        if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
-    return None
-
-
-def validate(graph: Graph, candidates: list[Candidate], inputs: dict[str, list], cfg: SynthConfig) -> list[list]:
-    """[reason] or ["ok", digests] per candidate. A batch whose program fails as a whole is split in halves
-    until the failing candidate stands alone; it is then rejected with the sandbox's status."""
-    results: list = [None] * len(candidates)
-    pending = pack(candidates, cfg.batch_size)
-    while pending:
-        programs = [validation_program(graph, [candidates[i] for i in batch], inputs) for batch in pending]
-        verdicts = sandbox.run_many(programs, timeout=cfg.timeout)
-        retry = []
-        for batch, verdict in zip(pending, verdicts):
-            if verdict.status in ("syntax_error", "runtime_error"):
-                # The harness catches every candidate's exceptions: this is a bug here, not a bad candidate.
-                raise RuntimeError(f"synth validation program failed: {verdict.error_type}\n{verdict.stderr}")
-            parsed = _parse(verdict.stdout) if verdict.status == "pass" else None
-            if parsed is not None and len(parsed) == len(batch):
-                for i, result in zip(batch, parsed):
-                    results[i] = result
-            elif len(batch) == 1:
-                results[batch[0]] = [f"sandbox_{verdict.status}"]
-            else:
-                retry += [batch[:len(batch) // 2], batch[len(batch) // 2:]]
-        pending = retry
-    return results
-
-
-# --- 4. generation, deduplication and splits -----------------------------------------------------------------
+# --- generation, deduplication and splits -----------------------------------------------------------------
 
 def normalised_source(task: Task) -> str:
     """The function's AST without its name and docstring: equal for the same code written differently."""
@@ -648,7 +272,7 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
     return manifest
 
 
-# --- 5. files ------------------------------------------------------------------------------------------------
+# --- files ------------------------------------------------------------------------------------------------
 
 def write_splits(out_dir: Path, splits: dict[str, list[Task]]) -> dict[str, str]:
     """One JSONL per split (sorted keys: same seed, same bytes), each via a temp name and a rename. An old
@@ -678,7 +302,7 @@ def run_cli(cfg: SynthConfig, args) -> int:
     return 0
 
 
-# --- 6. looking at a data directory (notebook 02; its figures and browser: labkit.viz.data) ----------------------
+# --- looking at a data directory (notebook 02; its figures and browser: labkit.viz.data) ----------------------
 
 def frame(out_dir: str | Path):
     """(manifest, one row per record of every split) with the atoms' topics, for the figures of labkit.viz.data."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import atomic, config, sandbox, synth, tasks
+from labkit import atomic, compose, config, sandbox, synth, tasks, validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,14 +123,14 @@ def test_no_test_function_duplicates_a_train_or_another_test_function(smoke):
 def test_validation_rejects_what_it_should(smoke):
     _, cfg, _, _ = smoke
     specs = atomic.library(cfg.seed, cfg.n_tests)
-    graph = synth.Graph.build(specs)
-    inputs = {s.name: synth.test_inputs(s, cfg.seed, cfg.n_tests) for s in specs}
+    graph = compose.Graph.build(specs)
+    inputs = {s.name: compose.test_inputs(s, cfg.seed, cfg.n_tests) for s in specs}
     chains = {"redundant": ["sort_ascending", "sort_ascending"], "constant": ["sort_ascending", "is_sorted"],
               "ok": ["reverse_list", "running_sum"]}
-    cands = [synth.make_candidate(graph, c, cfg, random.Random(0), set()) for c in chains.values()]
-    results = synth.validate(graph, cands, inputs, cfg)
+    cands = [compose.make_candidate(graph, c, cfg, random.Random(0), set()) for c in chains.values()]
+    results = validation.validate(graph, cands, inputs, cfg)
     assert [r[0] for r in results] == list(chains)
-    assert synth.shorter_chains(graph, ["reverse_list", "reverse_list"]) == [["reverse_list"], [], ["reverse_list"]]
+    assert compose.shorter_chains(graph, ["reverse_list", "reverse_list"]) == [["reverse_list"], [], ["reverse_list"]]
 
 
 @pytest.mark.parametrize("overrides, words", [
