@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -105,6 +106,8 @@ def metrics(samples: list[dict], task_list: list[tasks.Task], n: int, ks: list[i
     if greedy:
         passed = {s["task_id"] for s in samples if s["mode"] == "greedy" and s["status"] == "pass"}
         out["pass@1"] = len(passed) / len(task_list)
+        # Its standard error over tasks: a difference of two runs is only read as one beyond about two of these.
+        out["pass@1_se"] = math.sqrt(out["pass@1"] * (1 - out["pass@1"]) / len(task_list))
     if n:
         correct = Counter(s["task_id"] for s in samples if s["mode"] == "sample" and s["status"] == "pass")
         for k in ks:

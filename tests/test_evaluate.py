@@ -61,7 +61,7 @@ def test_metrics_count_exactly():
     samples += [rec("t1", "sample", s, e) for s, e in (("runtime_error", "IndexError"), ("fail", None),
                                                        ("fail", None), ("pass", None))]
     m = evaluate.metrics(samples, task_list, n=4, ks=[1, 2, 8], greedy=True)
-    assert m["pass@1"] == 0.5
+    assert m["pass@1"] == 0.5 and m["pass@1_se"] == pytest.approx((0.5 * 0.5 / 2) ** 0.5)
     assert m["pass@1_sampled"] == pytest.approx((pass_at_k(4, 2, 1) + pass_at_k(4, 1, 1)) / 2)
     assert m["pass@2"] == pytest.approx((pass_at_k(4, 2, 2) + pass_at_k(4, 1, 2)) / 2)
     assert "pass@8" not in m                                  # k > n is not estimable

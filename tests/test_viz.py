@@ -70,6 +70,17 @@ def test_curves_one_trace_per_run_and_split(run_dirs):
     assert max(fig.data[0].y) == pytest.approx(0.6) and max(fig.data[1].y) == pytest.approx(0.9)
 
 
+def test_curves_carry_the_standard_error_where_runs_log_it(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    rows = [{"step": s, "epoch": 0, "tokens": 0, "wall_time": 0, "split": "train", "metric": m, "value": v}
+            for s in (0, 10) for m, v in (("pass@1", 0.5), ("pass@1_se", 0.05 + s / 1000))]
+    runs.write_jsonl(run / "metrics.jsonl", rows)
+    trace = vruns.curves([run], splits=["train"]).data[0]
+    assert list(trace.error_y.array) == pytest.approx([0.05, 0.06])
+
+
 def test_smoothing_flattens_but_keeps_the_first_point(run_dirs):
     raw = vruns.curves(run_dirs[:1], splits=["test_target"]).data[0].y
     smoothed = vruns.curves(run_dirs[:1], splits=["test_target"], smoothing=0.8).data[0].y

@@ -162,7 +162,8 @@ def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
 
 
 def curves(run_dirs, metric: str = "pass@1", splits=None, x: str = "step", smoothing: float = 0.0) -> go.Figure:
-    """One line per (run, split): colour = run, dash = split."""
+    """One line per (run, split): colour = run, dash = split; error bars of one standard error where the runs
+    log it (`<metric>_se`, e.g. greedy pass@1's over the evaluated tasks)."""
     df = load(run_dirs)
     splits = sorted(df.split.dropna().unique()) if splits is None else list(splits)
     col = X_AXES.get(x, x)
@@ -171,8 +172,11 @@ def curves(run_dirs, metric: str = "pass@1", splits=None, x: str = "step", smoot
         for j, split in enumerate(splits):
             sel = _select(df[df.run == run], metric, split, x)
             if len(sel):
+                se = _select(df[df.run == run], f"{metric}_se", split, x).set_index("step").value
+                error = dict(type="data", array=se.reindex(sel.step).tolist(), thickness=1) \
+                    if smoothing == 0 and len(se) else None
                 fig.add_scatter(x=sel[col], y=smooth(sel.value, smoothing), mode="lines+markers",
-                                name=f"{run} · {split}", legendgroup=run,
+                                name=f"{run} · {split}", legendgroup=run, error_y=error,
                                 line=dict(color=PALETTE[i % len(PALETTE)], dash=DASHES[j % len(DASHES)]))
     return _layout(fig, f"{metric} per split", x, metric)
 
