@@ -1,0 +1,131 @@
+"""The learning benchmark: does RL raise the pass rate of the prompts it trains on, from the base model and from
+an SFT checkpoint that is not saturated? Today's settings ("old") against the new defaults, over seeds, in one run.
+
+    .venv/bin/python bench/rl_learning.py [--seeds 0,1,2] [--steps 120] [--work runs/bench/rl_learning]
+
+Every run is a plain `python -m labkit rl --preset quick` run directory (two side by side, one thread each,
+`labkit.jobs`); finished runs are skipped, so an interrupted benchmark resumes. The data (synth quick) and base
+(pretrain quick) are made in the work directory unless --data/--base name existing ones; the SFT start is one SFT
+run (atom_base + 1000 composites, 300 steps: the findings suite's E2 start). Both settings train on the same
+pool and are judged on the same evaluation: greedy pass@1 on every prompt of the pool ("train", at most 300) and
+on test_in_domain (300 tasks), with its standard error.
+
+Prints and writes figures/rl_learning.json: per setting and start, the train-prompt and test_in_domain pass@1 at
+the start and end of every seed, the rise per seed, its mean and standard deviation, steps/s; and the figure of
+the train-prompt curves (mean and min-max band over seeds) as figures/rl_learning.png.
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from labkit import runs
+from labkit.jobs import Job, run_or_raise
+from labkit.rl import RLConfig
+
+# Today's settings, written out so that later changes of the defaults leave them as they were measured.
+OLD = {"num_generations": 8, "temperature": 1.0, "lr": 1e-4, "beta": 0.05, "epsilon": 0.2, "epsilon_high": None,
+       "num_iterations": 1, "loss_type": "dapo", "scale_rewards": "group", "mask_truncated_completions": False,
+       "dynamic_sampling": False, "prompt_filter": "none"}
+POOL = {"max_prompts": 300}                    # both settings: a pool RL revisits, all of it evaluated
+EVAL = {"eval.n_samples": 0, "eval.sizes": {"train": 300, "test_in_domain": 300}, "eval.best_split": "train"}
+STARTS = {"base": {"init": "base", "prompts": "atom_base,train_B"}, "sft": {"prompts": "sft"}}
+
+
+def jobs(a) -> list[Job]:
+    work = Path(a.work)
+    data, base = Path(a.data or work / "data"), Path(a.base or work / "base")
+    out = []
+    if not a.data:
+        out.append(Job("data", "synth", data, "quick", {"seed": 0}, "manifest.json"))
+    if not a.base:
+        out.append(Job("base", "pretrain", base, "quick", {}, "model/config.json"))
+    pre = tuple(j.name for j in out)
+    sft = work / "sft-start"
+    out.append(Job("sft-start", "sft", sft, "quick", {"model.name_or_path": str(base), "data_dir": str(data),
+                                                    "mixture": {"atom_base": 1.0, "train_C:1000": 1.0},
+                                                    "max_steps": 300, "epochs": 10_000, "eval.every": 300,
+                                                    **EVAL}, "checkpoints/step-000300", pre))
+    for setting in a.settings:
+        for start, how in STARTS.items():
+            for seed in a.seeds:
+                init = {"model.name_or_path": str(base), "data_dir": str(data)} if start == "base" \
+                    else {"init": str(sft)}
+                overrides = {**(OLD if setting == "old" else {}), **POOL, **EVAL, **how, **init, "seed": seed,
+                             "steps": a.steps, "eval.every": max(1, a.steps // 4)}
+                out.append(Job(f"{setting}/{start}/s{seed}", "rl", work / setting / start / f"s{seed}", "quick",
+                               overrides, f"checkpoints/step-{a.steps:06d}", pre + (("sft-start",) if start == "sft"
+                                                                                     else ())))
+    return out
+
+
+def pass1(run: Path, split: str) -> dict[int, float]:
+    return {r["step"]: r["value"] for r in runs.read_jsonl(run / "metrics.jsonl")
+            if r["split"] == split and r["metric"] == "pass@1"}
+
+
+def summary(run_dirs: list[Path], steps: int) -> dict:
+    out = {"train": [], "test_in_domain": [], "steps_per_s": []}
+    for run in run_dirs:
+        for split in ("train", "test_in_domain"):
+            curve = pass1(run, split)
+            out[split].append({"start": curve[0], "end": curve[steps]})
+        wall = max(r["wall_time"] for r in runs.read_jsonl(run / "metrics.jsonl"))
+        out["steps_per_s"].append(steps / wall)
+    rises = [r["end"] - r["start"] for r in out["train"]]
+    moves = [r["end"] - r["start"] for r in out["test_in_domain"]]
+    out.update(rise_per_seed=rises, rise_mean=statistics.mean(rises),
+               rise_sd=statistics.stdev(rises) if len(rises) > 1 else 0.0,
+               test_in_domain_change_per_seed=moves, test_in_domain_change_mean=statistics.mean(moves))
+    out["learns"] = out["rise_mean"] >= 0.15 and out["rise_mean"] - out["rise_sd"] > 0
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--settings", default="new,old")
+    p.add_argument("--work", default="runs/bench/rl_learning")
+    p.add_argument("--data", default="")
+    p.add_argument("--base", default="", help="a base model directory (default: pretrain one in --work)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default="figures/rl_learning.json")
+    a = p.parse_args()
+    a.seeds = [int(s) for s in a.seeds.split(",")]
+    a.settings = a.settings.split(",")
+    work = Path(a.work)
+    run_or_raise(jobs(a), log_dir=work / "logs", workers=a.workers, threads=1)
+
+    result = {"eval_tasks": {"train": "the whole pool (at most 300)", "test_in_domain": 300},
+              "steps": a.steps, "seeds": a.seeds, "pool": POOL, "old_settings": OLD,
+              "new_settings": {k: getattr(RLConfig(), k) for k in OLD}}
+    for setting in a.settings:
+        block = {start: summary([work / setting / start / f"s{s}" for s in a.seeds], a.steps) for start in STARTS}
+        result[setting] = {f"from_{start}": v for start, v in block.items()}
+    pool_sizes = {start: len(runs.read_jsonl(work / a.settings[0] / start / f"s{a.seeds[0]}" / "samples" /
+                                             "step-000000.jsonl")) for start in STARTS}
+    result["eval_tasks"]["train_by_start"] = {s: sum(1 for _ in range(n)) for s, n in pool_sizes.items()}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    for setting in a.settings:
+        for start in STARTS:
+            r = result[setting][f"from_{start}"]
+            print(f"{setting:4s} from {start:4s}: train pass@1 rise {r['rise_mean']:+.3f} (sd {r['rise_sd']:.3f}; "
+                  f"{', '.join(f'{x:+.3f}' for x in r['rise_per_seed'])}), test_in_domain "
+                  f"{r['test_in_domain_change_mean']:+.3f}, {statistics.mean(r['steps_per_s']):.2f} steps/s"
+                  f"{'  LEARNS' if r['learns'] else ''}")
+
+    from labkit.viz import export
+    from labkit.viz.runs import seed_bands
+    figs = {}
+    for start in STARTS:
+        dirs = [work / s / start / f"s{seed}" for s in a.settings for seed in a.seeds]
+        figs[f"rl_learning_{start}"] = seed_bands(dirs, split="train").update_layout(
+            title=f"RL from the {start}: greedy pass@1 on its own prompts (mean, min-max over seeds)")
+    export.write(figs, Path(a.out).parent, html=False)
+    print(f"wrote {a.out} and its figures")
+
+
+if __name__ == "__main__":
+    main()
