@@ -25,6 +25,7 @@ STAGES = {
     "figures": ("labkit.viz", "write the dashboard's figures of run directories as PNG and HTML"),
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
     "findings": ("labkit.experiments", "the experiment suite over seeds; findings decided by fixed rules"),
+    "export-tb": ("labkit.export_tb", "write run directories' metrics as TensorBoard scalars (split/metric)"),
 }
 
 
