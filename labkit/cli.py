@@ -26,6 +26,7 @@ STAGES = {
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
     "findings": ("labkit.experiments", "the experiment suite over seeds; findings decided by fixed rules"),
     "export-tb": ("labkit.export_tb", "write run directories' metrics as TensorBoard scalars (split/metric)"),
+    "doctor": ("labkit.doctor", "check the install, CUDA and bf16; --gpu: a few steps of every stage on the GPU"),
 }
 
 
