@@ -5,6 +5,9 @@
     verdicts = sandbox.run_many(programs, tests, timeout=2.0)  # parallel, order kept
     python -m labkit.sandbox FILE [--timeout S] [--memory-mb N]  # inline asserts; prints the verdict as JSON
 
+A program runs as `python program.py` would run it: its text is also the file `program.py` in its private run
+dir (the root of its chroot), which is its `__file__`, its `sys.argv[0]` and the filename its code is compiled
+under (so tracebacks name it; line numbers are those of the text given), and it runs as the module `__main__`.
 A program runs in phases: its own text first (definitions, or inline asserts when `tests` is None), then each
 test snippet with its own time limit, then a wait for its non-daemon threads (as the interpreter would). It
 passes only if every phase passed AND the harness sent its completion token over a private pipe: an exit
@@ -62,7 +65,7 @@ from dataclasses import dataclass, field
 STATUSES = ("pass", "fail", "runtime_error", "syntax_error", "timeout", "memory", "output_limit", "killed")
 GRACE = 0.5          # seconds the server waits past a phase's limit before it kills (SIGALRM came first)
 TAIL = 2000          # characters of stdout/stderr kept in a verdict
-PROGRAM = "<program>"  # the filename programs are compiled under: how tracebacks are located in the program
+SCRIPT = "program.py"  # the copy of a program's text in its run dir: its __file__, sys.argv[0], code filename
 ISOLATION = ("pid_ns", "net_ns", "private_tmpfs", "chroot", "uid", "pids_cgroup")  # reported per verdict
 
 
@@ -344,7 +347,7 @@ def _serve(base: str, iso: dict) -> None:
     os.dup2(devnull, 0), os.dup2(devnull, 1)  # a stray print in the server can't corrupt the protocol
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # as pid 1, no handler means no signal from inside
     signal.signal(signal.SIGALRM, _raise_timeout)  # for the children (the server never sets a timer)
-    sys.argv = [PROGRAM]
+    sys.argv = [_script_path(None, iso)]  # the same for every child under a chroot (else set per child)
     if iso["pids_cgroup"]:  # the server joins once; its children are born inside (a move costs ~0.5 ms)
         _write(os.path.join(iso["pids_cgroup"], "cgroup.procs"), str(os.getpid()))
     # The address-space limit is relative to this size, which every child starts with.
@@ -454,7 +457,8 @@ def _supervise(job: dict, base: str, iso: dict) -> Verdict:
     for fd in (chan_r, out_r, err_r, pidfd):
         os.close(fd)
     try:
-        os.rmdir(rundir)  # most programs write nothing
+        os.unlink(os.path.join(rundir, SCRIPT))  # most programs write nothing else
+        os.rmdir(rundir)
     except OSError:
         shutil.rmtree(rundir, ignore_errors=True)
 
@@ -585,14 +589,31 @@ def _child(job, token, rundir, iso, chan_w, out_w, err_w, n_phases) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)  # all capabilities go with uid 0: no way back out of the chroot
-    _harness(job["program"], job["tests"], job["timeout"], token)
+    path = _script_path(rundir, iso)
+    try:  # written by the program's own uid, as a user's script is theirs; no copy is no reason not to run
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, job["program"].encode("utf-8", "surrogatepass"))
+        finally:
+            os.close(fd)
+    except (OSError, UnicodeError):
+        pass
+    if sys.argv[0] != path:
+        sys.argv = [path]
+    _harness(job["program"], job["tests"], job["timeout"], token, path)
+
+
+def _script_path(rundir: str | None, iso: dict) -> str:
+    """Where a program's copy of itself lies, as the program sees it: at the root of its chroot, or else in its
+    run dir (None: not known yet, outside a chroot)."""
+    return "/" + SCRIPT if iso["chroot"] else os.path.join(rundir or "", SCRIPT)
 
 
 def _raise_timeout(signum, frame):
     raise _Timeout()
 
 
-def _harness(program, tests, timeout, token) -> None:
+def _harness(program, tests, timeout, token, path) -> None:
     # Bind what the harness needs before the program runs: it may patch os, time or sys.
     write, getpid, perf, monotonic, exit_ = os.write, os.getpid, time.perf_counter, time.monotonic, os._exit
     out, err = sys.stdout, sys.stderr
@@ -604,14 +625,21 @@ def _harness(program, tests, timeout, token) -> None:
 
     import builtins
     import linecache
-    linecache.cache[PROGRAM] = (len(program), None, program.splitlines(True), PROGRAM)  # tracebacks show lines
-    scope = {"__name__": "__main__", "__builtins__": builtins}
-    phases = [(PROGRAM, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
+    import types
+    # As `python program.py` would have it: the program's code is compiled under its file's path and runs as
+    # the module __main__ (pickle and dataclasses look functions and classes up there), with its __file__.
+    # Tracebacks show the text it was given, whatever it does to its file later (mtime None: never re-read).
+    linecache.cache[path] = (len(program), None, program.splitlines(True), path)
+    host = sys.modules["__main__"]  # this module, run as the server: held, so that nothing of it is freed  # noqa: F841
+    main = sys.modules["__main__"] = types.ModuleType("__main__")
+    main.__file__, main.__builtins__ = path, builtins
+    scope = main.__dict__
+    phases = [(path, program)] + [(f"<test {i}>", t) for i, t in enumerate(tests or [])]
     ended = []  # a phase's result travels with the next phase's start: one write (one server wake-up) each
     for i, (name, source) in enumerate(phases):
         if i:  # phase 0 starts with the fork, and the server knows when that was
             send(*ended, f"start {i} {monotonic():.6f}")
-        status, etype, trace, dt, col, incomplete = _run_phase(name, source, scope, timeout, perf)
+        status, etype, trace, dt, col, incomplete = _run_phase(name, source, scope, timeout, perf, path)
         for f in (out, err):
             try:
                 f.flush()
@@ -636,14 +664,14 @@ def _harness(program, tests, timeout, token) -> None:
     exit_(0)  # skip atexit hooks and thread shutdown: the verdict is already sent
 
 
-def _run_phase(name, source, scope, timeout, perf):
+def _run_phase(name, source, scope, timeout, perf, path):
     """-> (status, error type, program lines of the traceback, seconds, syntax column, incomplete input)."""
     t0 = perf()
     try:
         code = compile(source, name, "exec")
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes in the source
         _print_error(e, None)
-        if name != PROGRAM or not isinstance(e, SyntaxError):
+        if name != path or not isinstance(e, SyntaxError):
             return "syntax_error", _type_name(e), [], perf() - t0, 0, False
         return "syntax_error", _type_name(e), [e.lineno or 0], perf() - t0, e.offset, _incomplete(source)
     try:
@@ -654,18 +682,18 @@ def _run_phase(name, source, scope, timeout, perf):
             signal.setitimer(signal.ITIMER_REAL, 0)
         return "pass", None, [], perf() - t0, 0, False
     except _Timeout as e:
-        return "timeout", "TimeoutError", _program_lines(e), perf() - t0, 0, False
+        return "timeout", "TimeoutError", _program_lines(e, path), perf() - t0, 0, False
     except BaseException as e:
         status = "fail" if isinstance(e, AssertionError) else "memory" if isinstance(e, MemoryError) \
             else "runtime_error"
         _print_error(e, e.__traceback__.tb_next)  # tb_next: leave the harness's own frame out
-        return status, _type_name(e), _program_lines(e), perf() - t0, 0, False
+        return status, _type_name(e), _program_lines(e, path), perf() - t0, 0, False
 
 
 def _incomplete(source: str) -> bool:
     """True when the text stops mid-construct (an open bracket or string, a missing block): truncation."""
     try:
-        return codeop.compile_command(source, PROGRAM, "exec") is None
+        return codeop.compile_command(source, SCRIPT, "exec") is None
     except Exception:
         return False
 
@@ -677,9 +705,9 @@ def _print_error(e: BaseException, tb) -> None:
         pass
 
 
-def _program_lines(e: BaseException) -> list[int]:
+def _program_lines(e: BaseException, path: str) -> list[int]:
     """The traceback's frames that lie in the program text, outermost first (the last is the innermost)."""
-    return [lineno for frame, lineno in traceback.walk_tb(e.__traceback__) if frame.f_code.co_filename == PROGRAM]
+    return [lineno for frame, lineno in traceback.walk_tb(e.__traceback__) if frame.f_code.co_filename == path]
 
 
 def _type_name(e: BaseException) -> str:

@@ -204,6 +204,28 @@ def test_benign_programs_pass():
     assert verdicts[-1].stdout == "hi\n"
 
 
+def test_a_program_runs_like_a_script():
+    program = ("import os, sys\n"
+               "import __main__\n"
+               "print(open(__file__).read(), end='')\n"
+               "assert __name__ == '__main__' and __main__.__file__ == __file__\n"
+               "assert sys.argv[0] == __file__ and os.path.isabs(__file__)\n"
+               "assert os.path.dirname(__file__) == os.getcwd() and os.path.basename(__file__) == 'program.py'\n")
+    v = sandbox.run(program)
+    assert v.status == "pass" and v.stdout == program, v
+    if v.metadata["isolation"]["chroot"]:
+        assert sandbox.run("assert __file__ == '/program.py'").status == "pass"
+    # A test sees the same module; a program that rewrites or removes its copy is still located by its text.
+    program = "import os\ndef f(x):\n    os.remove(__file__)\n    return g(x)\ndef g(x):\n    return x[3]\n"
+    v = sandbox.run(program, ["assert __name__ == '__main__' and __file__.endswith('program.py')",
+                              "assert f([1]) == 1"])
+    assert (v.status, v.error_type, v.error_line, v.error_trace, v.tests_passed) == \
+        ("runtime_error", "IndexError", 6, [4, 6], 1), v
+    assert 'program.py", line 6, in g\n    return x[3]' in v.stderr, v.stderr
+    s = sandbox.run("x = 1\ny = (\n")
+    assert (s.status, s.error_line, s.incomplete) == ("syntax_error", 2, True) and 'program.py", line 2' in s.stderr
+
+
 def test_verdict_fields():
     program = "def f(x):\n    return x + 1\n\ndef g(x):\n    return undefined_name\n"
     v = sandbox.run(program, ["assert f(1) == 2", "assert f(1) == 3", "assert g(1) == 1"])
