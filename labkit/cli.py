@@ -25,7 +25,7 @@ STAGES = {
     "figures": ("labkit.viz.export", "write the dashboard's figures of run directories as PNG and HTML"),
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
     "findings": ("labkit.viz.findings", "the experiment suite over seeds; findings decided by fixed rules"),
-"export-tb": ("labkit.export_tb", "write run directories' metrics as TensorBoard scalars (split/metric)"),
+    "export-tb": ("labkit.export_tb", "write run directories' metrics as TensorBoard scalars (split/metric)"),
     "doctor": ("labkit.doctor", "check the install, CUDA and bf16; --gpu: a few steps of every stage on the GPU"),
 }
 
