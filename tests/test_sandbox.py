@@ -44,7 +44,7 @@ def no_strays():
     # Below each server launcher: its pid-1 server and nothing else (no program, no zombie).
     below = {s.proc.pid: _descendants(s.proc.pid) for s in sandbox._POOL}
     for launcher, procs in below.items():
-        assert len(procs) == 1 and all(not v.startswith("Z") and "--serve" in v for v in procs.values()), procs
+        assert len(procs) == 1 and all(not v.startswith("Z") and "labkit.sandbox_server" in v for v in procs.values()), procs
     sandbox.shutdown()
     ours = set(below) | {p for procs in below.values() for p in procs}
     deadline = time.time() + 5
@@ -259,7 +259,7 @@ def test_isolation_is_recorded():
 def test_a_dead_server_gives_a_verdict_and_is_replaced():
     sandbox.run_many(["pass"] * 2, workers=2)
     launcher = sandbox._POOL[0].proc.pid
-    server = next(p for p, v in _descendants(launcher).items() if "--serve" in v)
+    server = next(p for p, v in _descendants(launcher).items() if "labkit.sandbox_server" in v)
     programs = ["import time\ntime.sleep(0.5)\n"] + [f"assert {i} == {i}" for i in range(6)]
     threading.Timer(0.2, os.kill, (server, 9)).start()  # dies while it runs the first program
     verdicts = sandbox.run_many(programs, workers=2)
