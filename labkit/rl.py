@@ -77,7 +77,7 @@ class RLConfig:
     temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 96
-    lr: float = 3e-4
+    lr: float = 1e-4
     beta: float = 0.0                 # weight of the k3 KL to the init; 0 skips the reference pass (was kl_coef)
     epsilon: float = 0.2              # PPO clip: the ratio is kept above 1 - epsilon (was clip_eps)
     epsilon_high: float | None = 0.28  # ... and below 1 + epsilon_high (DAPO's clip-higher); None: = epsilon
@@ -92,7 +92,7 @@ class RLConfig:
     # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and further prompts sampled, up to
     # `max_resample` extra rounds per step, until the step holds `prompts_per_step` groups (grpo).
     dynamic_sampling: bool = True
-    max_resample: int = 2
+    max_resample: int = 1
     micro_batch: int = 0              # completions per forward/backward; 0 = the whole batch at once
     grad_clip: float = 1.0
     # rltf: the generator fills a buffer (queue) the trainer samples from; refreshed from the trainer's weights
