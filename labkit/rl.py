@@ -42,7 +42,7 @@ from labkit.policy import (clipped_surrogate, group_advantages, k3, reference_of
                            token_weights)
 from labkit.rewards import RewardMode
 from labkit.rollouts import (ROLLOUT, Rollout, Scored, collate_experience, experiences, reward_rollout,
-                             rollout_records, sample, select_groups)
+                             rollout_records, sample, save_rollouts, select_groups)
 from labkit.sft import SFTConfig
 
 
@@ -102,6 +102,7 @@ class RLConfig:
     sl_every: int = 0                 # every n-th step is a supervised step on reference solutions; 0: never
     sandbox_timeout: float = 1.0      # seconds per test (a hanging program pays it once per test)
     log_every: int = 1
+    rollout_rows: int = 64            # completions per step written to OUT/rollouts/ (runs.read_rollouts); 0: none
     eval: EvalSchedule = field(default_factory=EvalSchedule)
     seed: int = 0
     out_dir: str = "runs/rl"
@@ -430,6 +431,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     def step(lp: loop.Loop) -> list[dict]:
         rollout, scored, stats = rl_step(lp, rl, prompts.step_tasks(pool, cfg, lp.step, rank, world),
                                          lambda r: prompts.step_tasks(pool, cfg, lp.step, rank, world, r))
+        save_rollouts(lp.run_dir, lp.step + 1, rollout, scored, cfg.rollout_rows, accelerator)   # main process writes
         state["tokens"] += stats.pop("tokens")
         if not lp.log_due:
             return []

@@ -1,6 +1,7 @@
 """RL's samples as the trainer needs them: sampled completions of a step (`Rollout`), their sandbox verdicts
-turned into rewards per completion and per token (`Scored`), RLTF's buffer layout, and the per-step sample
-statistics logged to the split "rl".
+turned into rewards per completion and per token (`Scored`), RLTF's buffer layout, the per-step sample
+statistics logged to the split "rl", and the rollout table of each step (a row per completion: what was
+sampled, its reward and verdict), written to the run directory's `rollouts/`.
 
     rollout = sample(model, tokenizer, pieces, tasks, n=8, temperature=1.0, top_p=1.0, max_new_tokens=64)
     scored = reward_rollout(rollout, "fine", timeout=1.0)
@@ -162,11 +163,75 @@ def experiences(rollout: Rollout, advantages: torch.Tensor) -> list[dict]:
     return out
 
 
+# --- the rollout table: a row per sampled completion, written to RUN/rollouts/ ----------------------------------
+
+def rollout_table(rollout: Rollout, scored: Scored) -> list[dict]:
+    """One row per completion of a step, in the rollout's order (a prompt's group together):
+
+      task_id, split, sample   the task, its split, the completion's index among that task's samples this step
+      completion               the program body that ran (cut by the stop rule)
+      tokens, truncated        sampled tokens kept; hit max_new_tokens before the function ended
+      reward                   the completion's reward in the run's mode (what a group or the baseline compares)
+      status, error_type       the sandbox verdict (status "pass" is the binary task metric)
+      error_line               the verdict's error line counted within the completion (1-based), None when the
+                               error lies elsewhere (a test, the context) or there is none
+      error_class              `rewards.error_class`: pass, line, global or ignore (what `fine` penalises)
+      tests_passed, tests_total
+      penalty_line, penalty_start, penalty_end, penalty_tokens
+                               `fine` only (else None/0): the completion line (1-based) of the tokens that got
+                               the line penalty, their character span in `completion`, and how many there were
+    """
+    mask = rollout.batch["completion_mask"].cpu()
+    penalties = scored.line_penalties.cpu()
+    rewards_ = scored.rewards.tolist()
+    seen: dict[str, int] = {}
+    rows = []
+    for i, (task, verdict) in enumerate(zip(rollout.tasks, scored.verdicts)):
+        completion, raw = rollout.completions[i], rollout.raw[i]
+        first = tasks.completion_first_line(task)
+        n_lines = len(completion.splitlines())
+        line = verdict.error_line - first if verdict.error_line else None
+        spans = [span for span, p in zip(rollout.offsets[i], penalties[i].tolist()) if p != 0]
+        start, end = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else (None, None)
+        rows.append({
+            "task_id": task.id, "split": task.split, "sample": seen.setdefault(task.id, 0),
+            "completion": completion, "tokens": int(mask[i].sum()), "truncated": bool(rollout.truncated[i]),
+            "reward": float(rewards_[i]), "status": verdict.status, "error_type": verdict.error_type,
+            "error_line": line + 1 if line is not None and 0 <= line < n_lines else None,
+            "error_class": rewards.error_class(verdict, raw, first)[0],
+            "tests_passed": verdict.tests_passed, "tests_total": verdict.tests_total,
+            "penalty_line": raw[:start].count("\n") + 1 if spans else None,
+            "penalty_start": min(start, len(completion)) if spans else None,
+            "penalty_end": min(end, len(completion)) if spans else None,
+            "penalty_tokens": len(spans)})
+        seen[task.id] += 1
+    return rows
+
+
+def save_rollouts(run_dir, step: int, rollout: Rollout, scored: Scored, limit: int, accelerator) -> None:
+    """The first `limit` rows (whole groups first) of a step's rollout table, gathered from every process, to
+    `run_dir` (`RunDir.write_rollouts`) on the main process; `limit` 0 writes nothing. Called on every
+    process (a data-parallel step's samples are spread over them)."""
+    if limit <= 0:
+        return
+    rows = rollout_table(rollout, scored)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+        rows = gather_object(rows)
+    if accelerator.is_main_process:
+        run_dir.write_rollouts(step, rows[:limit])
+
+
 # --- what is logged per step ------------------------------------------------------------------------------
 
 def rollout_records(rollout: Rollout, scored: Scored, accelerator) -> list[dict]:
     """Per-step sample statistics over all processes: reward mean and spread, pass rate, completion length,
-    and the share of each verdict status and runtime error type (named as in `evaluate.metrics`)."""
+    and the share of each verdict status and runtime error type (named as in `evaluate.metrics`).
+
+    `sample_pass_rate` is the reward-integrity metric: the share of the step's samples whose verdict status is
+    "pass" (every test passed, compared as canonical JSON by `tasks.test_snippets`, with the harness's
+    completion token), i.e. the binary task metric, whatever the reward mode. It never reads `scored.rewards`,
+    so a shaped reward (coarse, adaptive, fine, pass_ratio) that rises while it falls is reward hacking."""
     from accelerate.utils import gather_object
     mask = rollout.batch["completion_mask"]
     rows = gather_object([(r, v.status, v.error_type, n, t) for r, v, n, t in zip(

@@ -4,19 +4,24 @@
       config.json          the stage config (written once; a re-run must match it)
       metrics.jsonl        append-only, one JSON object per line: step, split, metric, value, wall_time, ...
       samples/step-N.jsonl the programs sampled at an evaluation, with their verdicts
+      rollouts/step-N.jsonl.gz
+                           RL: the programs one training step sampled, a row each (`write_rollouts` below)
       checkpoints/
         step-N/            save_pretrained format + trainer_state.pt (optimizer, scheduler, RNG, counters)
         index.json         {"last": "step-N", "best": "step-M", "best_score": ...}, replaced atomically
 
 Crash safety: every file is written to a temporary name and renamed; metric lines are appended and fsync'ed.
 Re-running the same command on a run directory resumes from the last checkpoint and first drops the metric
-lines logged after it, so a killed run ends with each (step, split, metric) exactly once. Figures and the
+lines, sample files and rollout files of the steps after it, so a killed run ends with each (step, split,
+metric) exactly once and one rollout file per step. Figures and the
 dashboard read run directories only, never a live trainer. This module knows no trainer.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -96,6 +101,24 @@ class RunDir:
         write_jsonl(path, records)
         return path
 
+    def write_rollouts(self, step: int, rows: list[dict]) -> Path:
+        """One RL step's rollout table (a row per sampled completion, `rollouts.rollout_table`), each row
+        stamped with `step`, to `rollouts/step-NNNNNN.jsonl.gz`.
+
+        One gzip'ed JSONL file per step, written whole (temporary name, fsync, rename), rather than one
+        appendable table: a step's file is there complete or not at all after a kill, resume drops later steps'
+        files by name exactly as it drops their samples (no appended tail to truncate, which a compressed or a
+        Parquet file cannot take), and writing needs only the standard library in the trainer. JSONL keeps the
+        record format of metrics.jsonl and samples/; gzip shrinks the repetitive program text several times over;
+        `mtime=0` keeps the bytes of a step re-taken after a resume identical. pandas reads a file as it is
+        (`pd.read_json(path, lines=True)`); `read_rollouts` reads a whole run.
+        """
+        path = rollout_path(self.path, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps({**r, "step": step}, sort_keys=True) + "\n" for r in rows)
+        files.write_atomic(path, gzip.compress(text.encode(), mtime=0))
+        return path
+
     # --- checkpoints -----------------------------------------------------------------------------------------
 
     def _index(self) -> dict:
@@ -154,7 +177,43 @@ class RunDir:
         for stale in (self.path / "samples").glob("step-*.jsonl"):
             if int(stale.stem.split("-")[1]) > last_step:
                 stale.unlink()
+        for path in (self.path / ROLLOUTS).glob("*step-*"):
+            step = _rollout_step(path)
+            if step is None or step > last_step:   # None: a temporary file a kill left behind
+                path.unlink()
         return state
+
+
+ROLLOUTS = "rollouts"
+_ROLLOUT_FILE = re.compile(r"step-(\d+)\.jsonl\.gz")
+
+
+def rollout_path(run: str | Path, step: int) -> Path:
+    return Path(run) / ROLLOUTS / f"step-{step:06d}.jsonl.gz"
+
+
+def _rollout_step(path: Path) -> int | None:
+    match = _ROLLOUT_FILE.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def rollout_steps(run: str | Path) -> list[int]:
+    """The RL steps that have a rollout file, in order."""
+    found = (_rollout_step(p) for p in (Path(run) / ROLLOUTS).glob("step-*.jsonl.gz"))
+    return sorted(s for s in found if s is not None)
+
+
+def read_rollouts(run: str | Path, steps=None):
+    """A run's rollout tables (`RunDir.write_rollouts`) as one pandas DataFrame, a row per sampled completion,
+    ordered by step; `steps` reads only those steps' files. No rollout files: an empty frame."""
+    import pandas as pd
+
+    wanted = rollout_steps(run) if steps is None else sorted(set(steps) & set(rollout_steps(run)))
+    rows = []
+    for step in wanted:
+        with gzip.open(rollout_path(run, step), "rt") as f:
+            rows += [json.loads(line) for line in f if line.strip()]
+    return pd.DataFrame(rows) if rows else pd.DataFrame({"step": pd.Series(dtype=int)})
 
 
 def load_metrics(run: str | Path):

@@ -125,7 +125,32 @@ def _smoke(tmp_path, **overrides):
     assert {(r["step"], r["split"]) for r in metrics if r["metric"] == "pass@1"} == \
         {(s, split) for s in (0, cfg.steps) for split in ("train", "atom_base", "test_in_domain", "test_target")}
     assert run.checkpoint("last").name == f"step-{cfg.steps:06d}"
+    _check_rollout_tables(run, cfg, metrics)
     return run, metrics
+
+
+def _check_rollout_tables(run, cfg, metrics):
+    """One rollout file per step (tests/test_rollouts.py: the table itself), read by pandas as it is, holding
+    the whole step here and agreeing with the step's logged metrics."""
+    import pandas as pd
+    from labkit import runs
+    assert runs.rollout_steps(run.path) == list(range(1, cfg.steps + 1))
+    df = runs.read_rollouts(run.path)
+    columns = set(pd.read_json(runs.rollout_path(run.path, 1), lines=True).columns)
+    assert columns == set(df.columns) >= {"step", "task_id", "completion", "reward", "status", "error_type",
+                                          "error_line", "truncated", "penalty_line", "penalty_start", "penalty_end"}
+    per_step = cfg.prompts_per_step * cfg.num_generations
+    assert per_step <= cfg.rollout_rows and df.groupby("step").size().tolist() == [per_step] * cfg.steps
+    logged = {(r["step"], r["metric"]): r["value"] for r in metrics if r["split"] == rollouts.ROLLOUT}
+    for step, rows in df.groupby("step"):
+        assert logged[(step, "sample_pass_rate")] == (rows.status == "pass").mean()   # the binary metric
+        assert logged[(step, "reward_mean")] == pytest.approx(rows.reward.mean(), abs=1e-5)
+    penalised = df.penalty_line.notna()
+    assert not (penalised & (df.error_class != "line")).any()   # `fine` penalises line errors only
+    if cfg.reward == "fine" and (df.error_class == "line").any():
+        assert penalised.any()
+    elif cfg.reward != "fine":
+        assert not penalised.any()
 
 
 def test_smoke_from_the_base_model(tiny_model_dir, smoke_data, tmp_path):
@@ -185,3 +210,10 @@ def test_runs_under_accelerate_launch_with_two_processes(tiny_model_dir, smoke_d
     assert len(keys) == len(set(keys))
     assert {(s, "rl", m) for s in (1, 2) for m in ("reward_mean", "kl", "sample_pass_rate")} <= set(keys)
     assert {(s, "test_in_domain", "pass@1") for s in (0, 2)} <= set(keys)
+    # The rollout table of a step holds both processes' samples (4 prompts x 4 samples), written once.
+    table = runs.read_rollouts(out)
+    assert table.groupby("step").size().to_dict() == {1: 16, 2: 16}
+    logged = {(r["step"], r["metric"]): r["value"] for r in runs.read_jsonl(out / "metrics.jsonl")
+              if r["split"] == rollouts.ROLLOUT}
+    for step, rows in table.groupby("step"):
+        assert logged[(step, "sample_pass_rate")] == (rows.status == "pass").mean()

@@ -119,6 +119,11 @@ def test_kill_9_then_the_same_command_resumes_with_each_metric_once(stage, tiny_
     ref = {(r["step"], r["split"], r["metric"]): r["value"] for r in runs.read_jsonl(tmp_path / "reference" / "metrics.jsonl")}
     for r in runs.read_jsonl(run / "metrics.jsonl"):
         assert r["value"] == pytest.approx(ref[(r["step"], r["split"], r["metric"])], rel=1e-4, abs=1e-6), r
+    if stage == "rl":   # one rollout file per step, none lost or left over, the same rows as without the kill
+        assert runs.rollout_steps(run) == runs.rollout_steps(tmp_path / "reference") == list(range(1, 9))
+        got, want = runs.read_rollouts(run), runs.read_rollouts(tmp_path / "reference")
+        assert got.drop(columns="reward").equals(want.drop(columns="reward"))
+        assert got.reward.tolist() == pytest.approx(want.reward.tolist(), abs=1e-6)
 
 
 # --- bad input ------------------------------------------------------------------------------------------------

@@ -198,6 +198,72 @@ def test_dashboard_widgets_redraw_on_change(run_dirs):
     assert "step 0" in shown(samples_view)["layout"]["title"]["text"]
 
 
+def add_rollouts(path, steps=(1, 2, 3), per_step=50):
+    """RL's rollout tables as `rl.train` writes them: statuses in turn; a `fine` penalty on the NameError rows."""
+    run = runs.RunDir(path)
+    for step in steps:
+        rows = []
+        for i in range(per_step):
+            status = ("pass", "fail", "runtime_error")[i % 3]
+            error = status == "runtime_error"
+            rows.append({"task_id": f"t{i // 4}", "split": "train_A", "sample": i % 4, "reward": 1.0 if i % 3 == 0
+                         else -0.3, "completion": "    y = x\n    return y < z\n", "status": status,
+                         "error_type": "NameError" if error else None, "error_line": 2 if error else None,
+                         "penalty_line": 2 if error else None, "truncated": False})
+        run.write_rollouts(step, rows)
+
+
+def test_samples_table_pages_through_training_rollouts_by_status(run_dirs):
+    add_rollouts(run_dirs[0])
+    fig = vruns.samples_table(run_dirs[0], source="rollouts")
+    cells = fig.data[0].cells.values
+    assert "training rollouts at step 3" in fig.layout.title.text and "page 1 of 2" in fig.layout.title.text
+    assert len(cells[0]) == 40 and list(cells[3][:3]) == ["pass", "fail", "NameError"]
+    assert list(cells[2][:2]) == ["1.00", "-0.30"] and cells[4][2] == "2"
+    # The penalised line is drawn in red; the others as they are.
+    assert '<span style="color:#d62728">\u00a0\u00a0\u00a0\u00a0return\u00a0y\u00a0&lt;\u00a0z</span>' in cells[5][2]
+    assert "span" not in cells[5][0]
+    assert len(vruns.samples_table(run_dirs[0], source="rollouts", page=2).data[0].cells.values[0]) == 10
+    errors = vruns.samples_table(run_dirs[0], step=1, source="rollouts", status="runtime_error")
+    assert set(errors.data[0].cells.values[3]) == {"NameError"} and len(errors.data[0].cells.values[3]) == 16
+    assert "status runtime_error" in errors.layout.title.text and "step 1" in errors.layout.title.text
+    assert "no training rollouts" in vruns.samples_table(run_dirs[1], source="rollouts").layout.title.text
+    # Evaluation samples take the status filter too.
+    passed = vruns.samples_table(run_dirs[0], step=40, status="pass").data[0].cells.values[3]
+    assert set(passed) == {"pass"} and len(passed) == 5
+
+
+def test_dashboard_browses_training_rollouts_by_status_and_page(run_dirs):
+    add_rollouts(run_dirs[0])
+    board = dashboard(run_dirs)
+    browser = board.children[1].children[3]
+    (sample_run, step_sel, source_sel, status_sel, page_sel), samples_view = browser.children[0].children, \
+        browser.children[1]
+
+    def table():
+        (output,) = samples_view.outputs
+        fig = output["data"]["application/vnd.plotly.v1+json"]
+        return fig["layout"]["title"]["text"], fig["data"][0]["cells"]["values"]
+
+    assert sample_run.value == "a/sft-s0" and "samples at step 40" in table()[0]
+    source_sel.value = "training rollouts"
+    assert list(step_sel.options) == [1, 2, 3] and page_sel.max == 2
+    title, cells = table()
+    assert "training rollouts at step 3" in title and len(cells[0]) == 40
+    page_sel.value = 2
+    assert "page 2 of 2" in table()[0] and len(table()[1][0]) == 10
+    status_sel.value = "runtime_error"
+    title, cells = table()
+    assert set(cells[3]) == {"NameError"} and "page 1 of 1" in title and page_sel.value == 1
+    step_sel.value = 1
+    assert "step 1" in table()[0]
+    source_sel.value = "evaluation samples"
+    assert list(step_sel.options) == [0, 10, 20, 30, 40]
+    assert "samples at step 40, status runtime_error: 0 of 0 shown" in table()[0]   # step 40 has none
+    status_sel.value = "syntax_error"
+    assert list(table()[1][3]) == ["syntax_error"]
+
+
 def test_figures_cli_writes_html_and_png(run_dirs, tmp_path):
     if not shutil.which("chromium"):
         pytest.skip("Debian chromium is not installed (setup.sh installs it): PNG export needs it")

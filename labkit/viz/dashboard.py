@@ -1,6 +1,7 @@
 """The dashboard of notebook 06: ipywidgets controls over the run figures of `labkit.viz.runs`.
 
-Controls: runs, split, metric, smoothing, x-axis, and a run and step slider for the sample browser. Each plot
+Controls: runs, split, metric, smoothing, x-axis, and for the sample browser a run, a step slider, the source
+(evaluation samples, or an RL run's training rollouts), a verdict-status filter and a page. Each plot
 is an Output widget whose output is replaced by the redrawn figure on a control change (viz/widgets.py says
 why it is replaced rather than captured); a headless run (papermill) draws the initial state once and never
 needs the callbacks.
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ipywidgets as W
-import pandas as pd
+import math
 
-from labkit.viz.runs import (X_AXES, _default_heldout, atom_heatmap, curves, error_shares, gap, labels, load,
-                             load_samples, samples_table, seed_bands)
+import ipywidgets as W
+
+from labkit.viz.runs import (ALL, SOURCES, STATUS_FILTER, X_AXES, _default_heldout, atom_heatmap, browse, curves,
+                             error_shares, gap, labels, load, samples_table, seed_bands, table_steps)
 from labkit.viz.widgets import show_figure
+
+PAGE = 40   # rows per page of the sample browser
 
 
 def dashboard(run_dirs):
@@ -36,6 +40,9 @@ def dashboard(run_dirs):
     smooth_sel = W.FloatSlider(value=0.0, min=0.0, max=0.95, step=0.05, description="smoothing")
     sample_run = W.Dropdown(options=list(names.values()), description="run")
     step_sel = W.SelectionSlider(options=[0], description="step", continuous_update=False)
+    source_sel = W.Dropdown(options=list(SOURCES), value="evaluation samples", description="source")
+    status_sel = W.Dropdown(options=list(STATUS_FILTER), value=ALL, description="status")
+    page_sel = W.BoundedIntText(value=1, min=1, max=1, description="page")
     views = {k: W.Output() for k in ("curves", "bands", "gap", "heatmap", "errors", "samples")}
 
     def draw(key, fig):
@@ -50,29 +57,54 @@ def dashboard(run_dirs):
         draw("bands", seed_bands(selected(), split=split_sel.value, **args))
         draw("gap", gap(selected(), heldout_split=split_sel.value, **args))
 
-    def redraw_run(_=None):
+    busy = []   # the browser's own changes to its controls (new options, page bounds) draw nothing more
+
+    def quietly(fn):
+        def handler(_=None):
+            if not busy:
+                busy.append(True)
+                try:
+                    fn()
+                finally:
+                    busy.clear()
+        return handler
+
+    def redraw_run():
         run = by_name[sample_run.value]
-        steps = sorted(load_samples(run).get("step", pd.Series(dtype=int)).unique().tolist()) or [0]
-        step_sel.options = steps
-        step_sel.value = steps[-1]
         draw("heatmap", atom_heatmap(run))
         draw("errors", error_shares(run))
-        redraw_samples()
+        redraw_steps()
 
-    def redraw_samples(_=None):
-        draw("samples", samples_table(by_name[sample_run.value], step=step_sel.value))
+    def redraw_steps():
+        steps = table_steps(by_name[sample_run.value], SOURCES[source_sel.value]) or [0]
+        step_sel.options = steps
+        step_sel.value = steps[-1]
+        redraw_samples(first_page=True)
+
+    def redraw_samples(first_page=False):
+        run, source = by_name[sample_run.value], SOURCES[source_sel.value]
+        rows, _ = browse(run, source, step_sel.value, status=status_sel.value)
+        page_sel.max = max(1, math.ceil(len(rows) / PAGE))
+        if first_page:
+            page_sel.value = 1
+        draw("samples", samples_table(run, step=step_sel.value, limit=PAGE, source=source, status=status_sel.value,
+                                      page=page_sel.value))
 
     for w in (run_sel, split_sel, metric_sel, x_sel, smooth_sel):
         w.observe(redraw_curves, names="value")
-    sample_run.observe(redraw_run, names="value")
-    step_sel.observe(redraw_samples, names="value")
+    sample_run.observe(quietly(redraw_run), names="value")
+    source_sel.observe(quietly(redraw_steps), names="value")
+    step_sel.observe(quietly(lambda: redraw_samples(first_page=True)), names="value")
+    status_sel.observe(quietly(lambda: redraw_samples(first_page=True)), names="value")
+    page_sel.observe(quietly(redraw_samples), names="value")
     redraw_curves()
-    redraw_run()
+    quietly(redraw_run)()
 
     controls = W.HBox([run_sel, W.VBox([split_sel, metric_sel]), W.VBox([x_sel, smooth_sel])])
     tabs = W.Tab(children=[W.VBox([views["curves"], views["bands"]]), views["gap"],
                            W.VBox([views["heatmap"], views["errors"]]),
-                           W.VBox([W.HBox([sample_run, step_sel]), views["samples"]])])
+                           W.VBox([W.HBox([sample_run, step_sel, source_sel, status_sel, page_sel],
+                                          layout=W.Layout(flex_flow="row wrap")), views["samples"]])])
     for i, title in enumerate(["curves", "train vs held-out", "atoms and errors", "sample browser"]):
         tabs.set_title(i, title)
     return W.VBox([controls, tabs])

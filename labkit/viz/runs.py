@@ -1,16 +1,19 @@
 """Run directories as frames, and the figures drawn from them: what notebooks 04-06 and the `figures` stage show.
 
-Everything here reads run directories (config.json, metrics.jsonl, samples/step-N.jsonl; see labkit/runs.py)
-and nothing else, so every figure a notebook shows can be rebuilt later from the runs alone. Each view is a
-plain function returning a `go.Figure` (tested without widgets); `labkit.viz.dashboard` wires the same
-functions to ipywidgets controls, and `labkit.viz.export` writes them to files.
+Everything here reads run directories (config.json, metrics.jsonl, samples/step-N.jsonl, RL's
+rollouts/step-N.jsonl.gz; see labkit/runs.py) and nothing else, so every figure a notebook shows can be rebuilt
+later from the runs alone. Each view is a plain function returning a `go.Figure` (tested without widgets);
+`labkit.viz.dashboard` wires the same functions to ipywidgets controls, and `labkit.viz.export` writes them to
+files.
 
     curves(runs, metric, splits, x, smoothing)   pass@k (or any metric) against step/epoch/tokens/wall time
     seed_bands(runs, metric, split, x)           mean and min-max band over runs that differ only by seed
     gap(runs, train_split, heldout_split)        train vs held-out, the held-out peak marked (overfitting onset)
     atom_heatmap(run, split)                     pass rate per atomic function per evaluation step
     error_shares(run, split)                     outcome shares (pass / test failure / error types) over training
-    samples_table(run, step, split)              the programs sampled at one evaluation, with their verdicts
+    samples_table(run, step, split, source=..., status=..., page=...)
+                                                 one page of the programs sampled at an evaluation ("samples")
+                                                 or at an RL training step ("rollouts"), filtered by verdict status
     continued(sft_run, rl_runs, metric, split)   SFT alone, and each RL run drawn on from the SFT step it started at
     final_bars(runs, metric, splits)             each run's last evaluation, grouped by split
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import glob
 import html
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -28,6 +32,7 @@ import plotly.graph_objects as go
 
 from labkit import runs
 from labkit.config import UserError
+from labkit.sandbox import STATUSES
 
 # The x-axis choices: label shown to the user -> metrics.jsonl column.
 X_AXES = {"step": "step", "epoch": "epoch", "tokens": "tokens", "wall time (s)": "wall_time"}
@@ -39,6 +44,10 @@ PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
            "#7f7f7f", "#bcbd22"]
 OUTCOME_COLORS = {"pass": "#2ca02c", "fail": "#ff7f0e", "syntax_error": "#d62728", "timeout": "#7f7f7f"}
 DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+# The sample browser's sources: label shown to the user -> what `samples_table` reads.
+SOURCES = {"evaluation samples": "samples", "training rollouts": "rollouts"}
+ALL = "all"   # the status filter that keeps every row
+STATUS_FILTER = (ALL, *STATUSES)
 
 
 # --- reading run directories -----------------------------------------------------------------------------
@@ -100,6 +109,42 @@ def load_samples(run_dir) -> pd.DataFrame:
     if len(df):
         df["outcome"] = [outcome(r) for r in rows]
     return df
+
+
+def load_rollouts(run_dir, steps=None) -> pd.DataFrame:
+    """RL's training rollouts (`runs.read_rollouts`: a row per sampled completion, `steps` only those steps),
+    with the flat `outcome` of `load_samples`."""
+    df = runs.read_rollouts(run_dir, steps)
+    if len(df):
+        df["outcome"] = [outcome(r) for r in df[["status", "error_type"]].to_dict("records")]
+    return df
+
+
+def table_steps(run_dir, source: str = "samples") -> list[int]:
+    """The steps that have evaluation samples ("samples") or training rollouts ("rollouts"), from file names."""
+    if source == "rollouts":
+        return runs.rollout_steps(run_dir)
+    return sorted(int(p.stem.split("-")[1]) for p in (Path(run_dir) / "samples").glob("step-*.jsonl"))
+
+
+def browse(run_dir, source: str = "samples", step: int | None = None, split: str | None = None,
+           status: str | None = None) -> tuple[pd.DataFrame, int | None]:
+    """The rows of one step (default: the last) of a source, kept to `split` and verdict `status` (None or
+    "all": every status). -> (rows, step)."""
+    if source not in SOURCES.values():
+        raise UserError(f"unknown source {source!r}; choose one of {', '.join(SOURCES.values())}")
+    steps = table_steps(run_dir, source)
+    step = (steps[-1] if steps else None) if step is None else step
+    if step is None:
+        return pd.DataFrame(), None
+    df = load_rollouts(run_dir, [step]) if source == "rollouts" else load_samples(run_dir)
+    if len(df):
+        df = df[df.step == step]
+    if len(df) and split is not None and "split" in df.columns:
+        df = df[df.split == split]
+    if len(df) and status not in (None, ALL) and "status" in df.columns:
+        df = df[df.status == status]
+    return df, step
 
 
 def outcome(record: dict) -> str:
@@ -281,37 +326,64 @@ def error_shares(run_dir, split: str | None = None) -> go.Figure:
     return fig
 
 
-def _code_cell(text: str) -> str:
-    """Plotly table cells speak a little HTML: escape the code, keep newlines and indentation."""
-    lines = html.escape(str(text or "")).splitlines()
-    return "<br>".join(line.replace(" ", "\u00a0") for line in lines)
+def _code_cell(text: str, marked_line: int | None = None) -> str:
+    """Plotly table cells speak a little HTML: escape the code, keep newlines and indentation; `marked_line`
+    (1-based) is drawn bold in red (the line a `fine` reward penalised)."""
+    lines = [html.escape(line).replace(" ", "\u00a0") for line in str(text or "").splitlines()]
+    if marked_line is not None and 0 < marked_line <= len(lines):
+        lines[marked_line - 1] = f'<b><span style="color:#d62728">{lines[marked_line - 1]}</span></b>'
+    return "<br>".join(lines)
 
 
-def samples_table(run_dir, step: int | None = None, split: str | None = None, limit: int = 40) -> go.Figure:
-    """The programs sampled at one evaluation step (default: the last), with their verdicts."""
-    df = load_samples(run_dir)
-    if not len(df):
-        return _layout(go.Figure(), "no samples in this run", "", "")
-    step = int(df.step.max()) if step is None else step
-    df = df[df.step == step]
-    if split is not None and "split" in df.columns:
-        df = df[df.split == split]
-    df = df.head(limit)
-    code = df.get("completion", df.get("program", pd.Series([""] * len(df))))
-    columns = {
-        "task": df.get("task_id", pd.Series([""] * len(df))).astype(str),
-        "split": df.get("split", pd.Series([""] * len(df))).astype(str),
-        "atoms": [", ".join(a) if isinstance(a, list) else "" for a in df.get("atoms", [None] * len(df))],
-        "verdict": df.outcome,
-        "completion": [_code_cell(c) for c in code],
-    }
-    fill = [["#e8f5e9" if o == "pass" else "#fdecea" for o in df.outcome]]
+def _line(value) -> int | None:
+    return None if value is None or pd.isna(value) else int(value)
+
+
+def samples_table(run_dir, step: int | None = None, split: str | None = None, limit: int = 40, *,
+                  source: str = "samples", status: str | None = None, page: int = 1) -> go.Figure:
+    """One page (`limit` rows, `page` from 1) of the programs of one step (default: the last) with their
+    verdicts: sampled at an evaluation (`source="samples"`) or at an RL training step (`"rollouts"`, with each
+    completion's reward and, for the `fine` reward, its penalised line in red); `status` keeps one verdict
+    status ("pass", "fail", "runtime_error", ...; None or "all": every one)."""
+    label = {v: k for k, v in SOURCES.items()}.get(source, source)
+    df, step = browse(run_dir, source, step, split, status)
+    if step is None:
+        return _layout(go.Figure(), f"no {'samples' if source == 'samples' else label} in this run", "", "")
+    pages = max(1, math.ceil(len(df) / limit))
+    page = min(max(1, page), pages)
+    total, df = len(df), df.iloc[(page - 1) * limit:page * limit]
+    blank = pd.Series([""] * len(df), index=df.index)
+    code = df.get("completion", df.get("program", blank))
+    if source == "rollouts":
+        none = pd.Series([None] * len(df), index=df.index, dtype=object)
+        marked = [_line(v) for v in df.get("penalty_line", none)]
+        columns = {
+            "task": df.get("task_id", blank).astype(str),
+            "sample": df.get("sample", blank).astype(str),
+            "reward": ["" if pd.isna(r) else f"{r:.2f}" for r in df.get("reward", none)],
+            "verdict": df.get("outcome", blank),
+            "error line": ["" if _line(v) is None else str(_line(v)) for v in df.get("error_line", none)],
+            "completion": [_code_cell(c, m) for c, m in zip(code, marked)],
+        }
+        widths = [90, 50, 55, 90, 55, 360]
+    else:
+        columns = {
+            "task": df.get("task_id", blank).astype(str),
+            "split": df.get("split", blank).astype(str),
+            "atoms": [", ".join(a) if isinstance(a, list) else "" for a in df.get("atoms", [None] * len(df))],
+            "verdict": df.get("outcome", blank),
+            "completion": [_code_cell(c) for c in code],
+        }
+        widths = [90, 70, 120, 70, 360]
+    fill = [["#e8f5e9" if o == "pass" else "#fdecea" for o in columns["verdict"]]]
     fig = go.Figure(go.Table(
-        columnwidth=[90, 70, 120, 70, 360],
+        columnwidth=widths,
         header=dict(values=[f"<b>{k}</b>" for k in columns], align="left"),
-        cells=dict(values=list(columns.values()), align="left", fill_color=fill * len(columns),
+        cells=dict(values=[list(v) for v in columns.values()], align="left", fill_color=fill * len(columns),
                    font=dict(family="monospace", size=11))))
-    fig.update_layout(title=f"samples at step {step} ({len(df)} shown)", height=600,
+    kept = "" if status in (None, ALL) else f", status {status}"
+    fig.update_layout(title=f"{'samples' if source == 'samples' else label} at step {step}{kept}: "
+                            f"{len(df)} of {total} shown (page {page} of {pages})", height=600,
                       margin=dict(l=10, r=10, t=50, b=10))
     return fig
 
