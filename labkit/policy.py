@@ -24,6 +24,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     return centred.view(-1)
 
 
+def varied_groups(rewards: torch.Tensor, group_size: int) -> list[int]:
+    """The groups whose rewards are not all equal: the only ones a group-relative advantage can learn from."""
+    return [g for g, std in enumerate(rewards.view(-1, group_size).std(1).tolist()) if std > 0]
+
+
 def token_advantages(seq_advantages: torch.Tensor, line_penalties: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """[N, Tc]: each completion's advantage on all its tokens, plus the fine mode's line penalties on exactly
     the tokens of the erroring line. Token-level credit: a sample with one bad line is not blamed evenly."""

@@ -39,7 +39,7 @@ from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, add_lora, load
 from labkit.policy import (clipped_surrogate, group_advantages, k3, reference_of, token_advantages, token_logprobs,
-                           token_weights)
+                           token_weights, varied_groups)
 from labkit.rewards import RewardMode
 from labkit.rollouts import (ROLLOUT, Rollout, Scored, collate_experience, experiences, reward_rollout,
                              rollout_records, sample, save_rollouts, select_groups)
@@ -271,11 +271,6 @@ def rltf_update(lp: loop.Loop, rl: Actors, rollout: Rollout, scored: Scored) -> 
     return stats
 
 
-def varied_groups(scored: Scored, group_size: int) -> list[int]:
-    """The groups whose rewards are not all equal: the only ones a group-relative advantage can learn from."""
-    return [g for g, std in enumerate(scored.rewards.view(-1, group_size).std(1).tolist()) if std > 0]
-
-
 def rl_step(lp: loop.Loop, rl: Actors, chosen: list, more: Callable[[int], list] | None = None
             ) -> tuple[Rollout, Scored, dict]:
     """One RL step on this process's prompts: sample their groups, reward them, update the policy. With
@@ -292,12 +287,13 @@ def rl_step(lp: loop.Loop, rl: Actors, chosen: list, more: Callable[[int], list]
         return rollout, scored, grpo_update(lp, rl, rollout, scored)
     # DAPO's dynamic sampling: keep the groups that can teach, sample more prompts until the batch is full.
     n = cfg.num_generations
-    parts, kept, rounds = [(rollout, scored, varied_groups(scored, n))], len(varied_groups(scored, n)), 0
+    first = varied_groups(scored.rewards, n)
+    parts, kept, rounds = [(rollout, scored, first)], len(first), 0
     while kept < len(chosen) and rounds < cfg.max_resample and more is not None:
         rounds += 1
         extra = rl.sample(lp.tokenizer, more(rounds), n)
         extra_scored = reward_rollout(extra, cfg.reward, cfg.sandbox_timeout)
-        groups = varied_groups(extra_scored, n)[:len(chosen) - kept]
+        groups = varied_groups(extra_scored.rewards, n)[:len(chosen) - kept]
         parts.append((extra, extra_scored, groups))
         kept += len(groups)
     stats = {"dynamic/groups_kept": kept / len(chosen), "dynamic/rounds": rounds}

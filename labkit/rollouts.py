@@ -130,7 +130,8 @@ def select_groups(parts: list[tuple[Rollout, Scored, list[int]]], group_size: in
 
     rollout = Rollout(pick("tasks"), batch, pick("raw"), pick("completions"), pick("offsets"), pick("truncated"))
     scored = Scored([s.verdicts[i] for _, s, idx in rows for i in idx],
-                    torch.cat([s.rewards[idx] for _, s, idx in rows]), torch.cat([pad(s.line_penalties[idx], tc, 0.0) for _, s, idx in rows]))
+                    torch.cat([s.rewards[idx] for _, s, idx in rows]),
+                    torch.cat([pad(s.line_penalties[idx], tc, 0.0) for _, s, idx in rows]))
     return rollout, scored
 
 

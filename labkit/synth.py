@@ -317,7 +317,8 @@ def frame(out_dir: str | Path):
 def funnel(manifest) -> dict[str, int]:
     """Candidates at each stage: drawn, new compositions, ran cleanly, not trivial, unique, kept."""
     rej = Counter(manifest["rejections"])
-    stages = {"drawn": manifest["candidates_validated"] + rej["repeat"], "new composition": manifest["candidates_validated"]}
+    stages = {"drawn": manifest["candidates_validated"] + rej["repeat"],
+              "new composition": manifest["candidates_validated"]}
     broken = sum(v for k, v in rej.items() if k in ("raises", "returns_none", "not_json", "too_large", "big_int",
                                                       "slow") or k.startswith("sandbox_"))
     stages["runs cleanly"] = stages["new composition"] - broken

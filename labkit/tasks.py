@@ -136,6 +136,6 @@ def atom_base(specs: list) -> list[Task]:
         assert def_line.startswith(f"def {spec.name}("), def_line
         for i in range(len(spec.prompts)):
             out.append(Task(id=f"{spec.name}/{i}", split="atom_base",
-                            prompt=format_prompt(spec.header, spec.describe(i)), entry_point=spec.name, solution=body, tests=[dict(t) for t in spec.tests],
-                            atoms=[spec.name], depth=1))
+                            prompt=format_prompt(spec.header, spec.describe(i)), entry_point=spec.name,
+                            solution=body, tests=[dict(t) for t in spec.tests], atoms=[spec.name], depth=1))
     return out

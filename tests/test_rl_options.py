@@ -54,11 +54,11 @@ def test_varied_groups_and_select_groups_keep_exactly_the_groups_that_can_teach(
 
     a = rollout(4, 3, [1.0, 1.0, 0.0, 1.0])   # groups of 2: (1, 1) equal, (0, 1) varied
     b = rollout(4, 5, [0.0, 1.0, 0.0, 0.0])
-    assert rl.varied_groups(a[1], 2) == [1] and rl.varied_groups(b[1], 2) == [0]
+    assert policy.varied_groups(a[1].rewards, 2) == [1] and policy.varied_groups(b[1].rewards, 2) == [0]
     merged, scored = rollouts.select_groups([(*a, [1]), (*b, [0])], 2, pad_id=0)
     assert scored.rewards.tolist() == [0.0, 1.0, 0.0, 1.0]
     assert merged.batch["completion_ids"].shape == (4, 5) and merged.batch["completion_mask"][:2, 3:].sum() == 0
-    assert rl.varied_groups(scored, 2) == [0, 1]
+    assert policy.varied_groups(scored.rewards, 2) == [0, 1]
 
 
 def _cfg(tmp_path, **overrides):

@@ -36,7 +36,9 @@ def sweep_figure(cfg: FindingsConfig):
     data = paths(cfg)[1]
 
     def value(run, kind):
-        return experiments._final(run, "test_target") if kind == "all" else kind_pass1(run, data, cfg.sft_steps).get(kind)
+        if kind == "all":
+            return experiments._final(run, "test_target")
+        return kind_pass1(run, data, cfg.sft_steps).get(kind)
 
     fig = go.Figure()
     names = {0: "e1/atomic-only", **{n: f"e1/atomic+{n}" for n in cfg.sizes}}

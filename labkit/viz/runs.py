@@ -298,7 +298,8 @@ def atom_heatmap(run_dir, split: str | None = None) -> go.Figure:
         df = df[df.split == split]
     per_atom = df.assign(passed=df.outcome == "pass").explode("atoms").dropna(subset=["atoms"])
     table = per_atom.pivot_table(index="atoms", columns="step", values="passed", aggfunc="mean")
-    table = table.loc[table.mean(axis=1).sort_values().index]  # plotly draws the first row at the bottom: hardest atoms there
+    # plotly draws the first row at the bottom: the hardest atoms go there
+    table = table.loc[table.mean(axis=1).sort_values().index]
     fig = go.Figure(go.Heatmap(z=table.values, x=[str(s) for s in table.columns], y=list(table.index),
                                zmin=0, zmax=1, colorscale="RdYlGn", colorbar=dict(title="pass rate")))
     fig = _layout(fig, f"pass rate per atomic function{f' ({split})' if split else ''}", "step",
