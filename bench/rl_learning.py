@@ -103,9 +103,10 @@ def main():
     for setting in a.settings:
         block = {start: summary([work / setting / start / f"s{s}" for s in a.seeds], a.steps) for start in STARTS}
         result[setting] = {f"from_{start}": v for start, v in block.items()}
-    pool_sizes = {start: len(runs.read_jsonl(work / a.settings[0] / start / f"s{a.seeds[0]}" / "samples" /
-                                             "step-000000.jsonl")) for start in STARTS}
-    result["eval_tasks"]["train_by_start"] = {s: sum(1 for _ in range(n)) for s, n in pool_sizes.items()}
+    result["eval_tasks"]["train_by_run"] = {
+        f"{setting}/{start}/s{seed}": sum(r["split"] == "train" for r in runs.read_jsonl(
+            work / setting / start / f"s{seed}" / "samples" / "step-000000.jsonl"))
+        for setting in a.settings for start in STARTS for seed in a.seeds}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
     for setting in a.settings:
@@ -117,11 +118,20 @@ def main():
                   f"{'  LEARNS' if r['learns'] else ''}")
 
     from labkit.viz import export
-    from labkit.viz.runs import seed_bands
+    from labkit.viz.runs import PALETTE, seed_bands
     figs = {}
     for start in STARTS:
-        dirs = [work / s / start / f"s{seed}" for s in a.settings for seed in a.seeds]
-        figs[f"rl_learning_{start}"] = seed_bands(dirs, split="train").update_layout(
+        fig = None
+        for i, setting in enumerate(a.settings):   # one band per setting, named and coloured by it
+            part = seed_bands([work / setting / start / f"s{seed}" for seed in a.seeds], split="train")
+            for trace in part.data:
+                trace.line.color = PALETTE[i]
+                if trace.fill:
+                    trace.fillcolor = PALETTE[i]
+                else:
+                    trace.name = f"{setting} settings (n={len(a.seeds)})"
+            fig = part if fig is None else fig.add_traces(part.data)
+        figs[f"rl_learning_{start}"] = fig.update_layout(
             title=f"RL from the {start}: greedy pass@1 on its own prompts (mean, min-max over seeds)")
     export.write(figs, Path(a.out).parent, html=False)
     print(f"wrote {a.out} and its figures")

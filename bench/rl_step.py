@@ -62,9 +62,10 @@ def main() -> None:
         model_dir = str(work / "model")
         model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
-    cfg = rl.RLConfig(reward="binary", group_size=args.group, prompts_per_step=args.prompts, temperature=1.0,
-                      top_p=1.0, max_new_tokens=args.max_new_tokens, lr=1e-4, kl_coef=0.04, clip_eps=0.2,
-                      inner_updates=1)
+    # The same step on both sides: one update per batch, a KL term, no dynamic sampling (TRL has none).
+    cfg = rl.RLConfig(reward="binary", num_generations=args.group, prompts_per_step=args.prompts, temperature=1.0,
+                      top_p=1.0, max_new_tokens=args.max_new_tokens, lr=1e-4, beta=0.04, epsilon=0.2,
+                      epsilon_high=None, num_iterations=1, dynamic_sampling=False)
 
     # labkit: the trainer's own step function on its own copy of the model.
     model_cfg = models.ModelConfig(name_or_path=model_dir, device="cpu")
@@ -82,7 +83,7 @@ def main() -> None:
     trl_args = GRPOConfig(
         output_dir=str(work / "trl"), max_steps=args.steps + 1, per_device_train_batch_size=args.prompts * args.group,
         num_generations=args.group, max_completion_length=args.max_new_tokens, temperature=cfg.temperature,
-        top_p=cfg.top_p, top_k=0, learning_rate=cfg.lr, beta=cfg.kl_coef, epsilon=cfg.clip_eps, num_iterations=1,
+        top_p=cfg.top_p, top_k=0, learning_rate=cfg.lr, beta=cfg.beta, epsilon=cfg.epsilon, num_iterations=1,
         loss_type="dapo", scale_rewards="group", lr_scheduler_type="constant", weight_decay=0.0, max_grad_norm=1.0,
         bf16=False, use_cpu=True, activation_checkpointing=False, report_to="none", save_strategy="no",
         logging_steps=10_000, disable_tqdm=True, seed=0, dataloader_num_workers=0)
@@ -128,8 +129,8 @@ def main() -> None:
         "ratio_trl_over_labkit": statistics.median(times["trl"][1:]) / statistics.median(times["labkit"][1:]),
         "mean_completion_tokens": {k: sum(v) / max(len(v), 1) for k, v in lengths.items()},
         "setup": {"model": args.model or "embedded small (random init)", "params": models.n_params(lk_model),
-                  "prompts_per_step": args.prompts, "group_size": args.group,
-                  "max_new_tokens": args.max_new_tokens, "reward": "binary (sandbox)", "kl_coef": cfg.kl_coef,
+                  "prompts_per_step": args.prompts, "num_generations": args.group,
+                  "max_new_tokens": args.max_new_tokens, "reward": "binary (sandbox)", "beta": cfg.beta,
                   "torch_threads": args.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
                   "timed_steps": args.steps, "trl": __import__("trl").__version__},
     }

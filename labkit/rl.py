@@ -117,9 +117,11 @@ class RLConfig:
         # The CPU lab: a ~1 M model, a few minutes per run.
         "quick": {**EVAL_PRESETS["quick"], "steps": 120, "prompts_per_step": 8, "num_generations": 8,
                   "max_new_tokens": 64, "eval.every": 30},
-        # The quick preset cut to fit notebook 05 into the main job (lab.sh); `quick` is the reference.
+        # The quick preset cut to fit notebook 05 into the main job (lab.sh); `quick` is the reference. One
+        # update per batch, no resampling and no filter, so that its 20 steps stay within the job's minutes.
         "lab": {**EVAL_PRESETS["lab"], "steps": 20, "prompts_per_step": 4, "num_generations": 8,
-                "max_new_tokens": 64, "eval.every": 10},
+                "max_new_tokens": 64, "eval.every": 10, "num_iterations": 1, "dynamic_sampling": False,
+                "prompt_filter": "none", "max_prompts": 0},
         # A GPU.
         "full": {**EVAL_PRESETS["full"], "steps": 1000, "prompts_per_step": 32, "num_generations": 16,
                  "max_new_tokens": 160, "num_iterations": 2, "micro_batch": 128, "eval.every": 100},

@@ -102,7 +102,7 @@ def test_the_full_plan_resolves_for_every_stage(tmp_path, monkeypatch):
     assert configs["pretrain"].model.size == "base" and configs["pretrain"].steps == 10
     assert configs["pretrain"].batch_size == 64 and configs["pretrain"].stdlib_chars == 200_000
     assert configs["sft"].max_steps == 10 and configs["sft"].eval.sizes == {"train": 8, "test_in_domain": 8}
-    assert configs["rl"].steps == 5 and configs["rl"].group_size == 16 and configs["rl"].init == str(tmp_path / "sft")
+    assert configs["rl"].steps == 5 and configs["rl"].num_generations == 16 and configs["rl"].init == str(tmp_path / "sft")
     assert configs["lora"].model.lora.enabled and configs["lora"].model.lora.target_modules == ["c_attn"]
     assert all(configs[n].model.device == "cuda" for n in TRAINED)
 
