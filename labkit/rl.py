@@ -309,21 +309,17 @@ def rl_step(lp: loop.Loop, rl: Actors, chosen: list, more: Callable[[int], list]
 
 # --- the starting point and the prompts ---------------------------------------------------------------------
 
-def _sft_config(path: Path):
-    """The SFTConfig of an SFT run directory, or None when `path` is not one."""
-    if not (path / "config.json").exists() or not (path / "checkpoints" / "index.json").exists():
-        return None
-    return config.load(SFTConfig, path / "config.json")
-
-
 def init_source(cfg: RLConfig):
     """The SFT config when `init` is an SFT run directory, else None (checked before any model is loaded)."""
     if cfg.init == "base":
         return None
-    if not Path(cfg.init).is_dir():
+    path = Path(cfg.init)
+    if not path.is_dir():
         raise UserError(f"init={cfg.init!r} is neither 'base' nor a directory; give an SFT run directory "
                         f"(the --out of `python -m labkit sft`) or a model directory")
-    return _sft_config(Path(cfg.init))
+    if not (path / "config.json").exists() or not (path / "checkpoints" / "index.json").exists():
+        return None   # a model directory
+    return config.load(SFTConfig, path / "config.json")
 
 
 def load_init(cfg: RLConfig, sft_cfg):

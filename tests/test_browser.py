@@ -17,8 +17,6 @@ from pathlib import Path
 import papermill
 import pytest
 
-from tests.test_viz import make_run
-
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = ROOT / "runs" / "browser" / "dashboard.png"
@@ -87,11 +85,11 @@ def curve_state(page) -> list:
         g._fullData && g._fullData.length ? Array.from(g._fullData[0].y || []) : []])""")
 
 
-def test_dashboard_renders_and_reacts_in_chromium(lab, tmp_path):
+def test_dashboard_renders_and_reacts_in_chromium(lab, tmp_path, fake_run):
     from playwright.sync_api import sync_playwright
 
     root = tmp_path / "root"
-    run_dirs = [str(make_run(tmp_path / "runs" / f"sft-s{s}", seed=s)) for s in (0, 1)]
+    run_dirs = [str(fake_run(tmp_path / "runs" / f"sft-s{s}", seed=s)) for s in (0, 1)]
     out_dir = tmp_path / "out"
     papermill.execute_notebook(str(ROOT / "notebooks" / "06_dashboard.ipynb"), str(root / "06_dashboard.ipynb"),
                                parameters={"preset": "smoke", "out_dir": str(out_dir), "run_dirs": run_dirs},

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit import config, experiments
+from labkit import config, experiments, tasks
 from labkit.config import UserError
 
 
@@ -51,7 +51,7 @@ def _suite_dir(tmp_path, target: dict[str, list[float]], e2: list[tuple], sft_pe
                                                       "rl_base_steps": 4})
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "test_target.jsonl").write_text(
-        "".join(json.dumps({"id": f"t{i}", "kind": k}) + "\n" for i, k in enumerate(experiments.KINDS)))
+        "".join(json.dumps({"id": f"t{i}", "kind": k}) + "\n" for i, k in enumerate(tasks.KINDS)))
     root = tmp_path / "runs"
     for name, per_seed in target.items():
         for s, v in enumerate(per_seed):

@@ -24,7 +24,7 @@ def records(steps, offset=0.0):
             for s in steps for i, (split, metric) in enumerate(METRICS)]
 
 
-def make_run(path, steps=(0, 10, 20, 30, 40)):
+def metrics_run(path, steps=(0, 10, 20, 30, 40)):
     path.mkdir(parents=True)
     (path / "config.json").write_text(json.dumps({"seed": 0}))
     runs.write_jsonl(path / "metrics.jsonl", records(steps))
@@ -51,7 +51,7 @@ def expected(metrics: list[dict]) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_every_metric_line_becomes_a_scalar_tagged_split_metric(tmp_path):
-    run = make_run(tmp_path / "runs" / "sft")
+    run = metrics_run(tmp_path / "runs" / "sft")
     p = cli(run, "--out", tmp_path / "tb")
     assert p.returncode == 0, p.stderr
     assert "20 scalars, 4 tags, steps 0-40" in p.stdout
@@ -67,7 +67,7 @@ def test_every_metric_line_becomes_a_scalar_tagged_split_metric(tmp_path):
 
 def test_a_resumed_run_exports_each_step_once_and_a_live_one_up_to_its_last_line(tmp_path):
     torch = pytest.importorskip("torch")
-    run = make_run(tmp_path / "sft", steps=(0, 10, 20, 30, 40))
+    run = metrics_run(tmp_path / "sft", steps=(0, 10, 20, 30, 40))
     out = tmp_path / "tb"
     assert cli(run, "--out", out).returncode == 0
     # Killed after step 40 with its last checkpoint at 20, then resumed: RunDir.resume drops the lines after
@@ -113,7 +113,7 @@ def test_export_is_deterministic_sorted_by_step_and_keeps_the_last_of_a_repeated
 
 
 def test_runs_are_named_by_their_path_below_the_common_parent(tmp_path):
-    a, b = make_run(tmp_path / "e4" / "fine" / "s0"), make_run(tmp_path / "e4" / "coarse" / "s0")
+    a, b = metrics_run(tmp_path / "e4" / "fine" / "s0"), metrics_run(tmp_path / "e4" / "coarse" / "s0")
     assert export_tb.run_names([a, b]) == ["fine/s0", "coarse/s0"]
     assert export_tb.run_names([a]) == ["s0"]
     export_tb.export([a, b], tmp_path / "tb")
@@ -126,7 +126,7 @@ def test_the_checksums_are_tensorboards():
 
 
 def test_a_directory_that_is_not_a_run_is_refused_with_how_to_make_one(tmp_path):
-    good = make_run(tmp_path / "good")
+    good = metrics_run(tmp_path / "good")
     (tmp_path / "empty").mkdir()
     p = cli(good, tmp_path / "empty", "--out", tmp_path / "tb")
     assert p.returncode == 2

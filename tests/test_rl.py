@@ -47,24 +47,6 @@ def test_clipped_surrogate_stops_the_gradient_outside_the_trust_region():
 
 # --- token-level rewards reach exactly the erroring line -------------------------------------------------------
 
-PROMPT = 'def add_one(x: int) -> int:\n    """Add one to x."""\n'
-BODY = "    y = x + 1\n    z = y * 2\n    return undefined_name + z\n"   # NameError on the body's line 3
-
-
-def _rollout(tokenizer, n: int) -> rollouts.Rollout:
-    """`n` copies of BODY for one task, laid out as `rollouts.sample` lays out sampled completions."""
-    from labkit.tasks import Task
-    task = Task(id="t", split="train_A", prompt=PROMPT, entry_point="add_one", solution="    return x + 1\n",
-                tests=[{"args": [1], "expected": 2}, {"args": [5], "expected": 6}], atoms=[], depth=1)
-    ids = tokenizer(BODY, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    text, spans = rollouts._spans(tokenizer, sampling.token_pieces(tokenizer), ids)
-    assert text == BODY
-    prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [PROMPT] * n, "cpu")
-    batch = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask, completion_ids=torch.tensor([ids] * n),
-                 completion_mask=torch.ones(n, len(ids), dtype=torch.long))
-    return rollouts.Rollout([task] * n, batch, [text] * n, [BODY] * n, [spans] * n, [False] * n)
-
-
 def _one_update(model, tokenizer, rollout, mode):
     cfg = rl.RLConfig(reward=mode, num_generations=len(rollout), beta=0.0, temperature=1.0)
     scored = rollouts.reward_rollout(rollout, mode, timeout=5.0)
@@ -80,10 +62,11 @@ def _one_update(model, tokenizer, rollout, mode):
     return scored, (after - before)[0]
 
 
-def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line():
+def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line(add_one_rollout):
     from labkit import models
     model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
-    rollout = _rollout(tokenizer, n=4)
+    BODY = add_one_rollout.line_error
+    rollout = add_one_rollout(tokenizer, [BODY] * 4)
     scored, delta = _one_update(model, tokenizer, rollout, "fine")
     verdict = scored.verdicts[0]
     assert (verdict.status, verdict.error_type) == ("runtime_error", "NameError")
@@ -102,10 +85,10 @@ def test_a_fine_update_pushes_probability_away_from_exactly_the_erroring_line():
     assert delta[on_line].mean() < -5 * delta[elsewhere].abs().mean(), delta
 
 
-def test_a_per_completion_reward_gives_that_group_nothing_to_learn():
+def test_a_per_completion_reward_gives_that_group_nothing_to_learn(add_one_rollout):
     from labkit import models
     model, tokenizer = models.load(models.ModelConfig(size="tiny"), seed=0)
-    _, delta = _one_update(model, tokenizer, _rollout(tokenizer, n=4), "coarse")
+    _, delta = _one_update(model, tokenizer, add_one_rollout(tokenizer, [add_one_rollout.line_error] * 4), "coarse")
     assert delta.abs().max() == 0
 
 

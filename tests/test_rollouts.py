@@ -7,19 +7,17 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
-from labkit import rollouts, runs, sampling
-from labkit.tasks import Task
-from tests.test_rl import BODY, PROMPT, _rollout
+from labkit import rollouts, runs
 
 COLUMNS = {"step", "task_id", "split", "sample", "completion", "tokens", "truncated", "reward", "status",
            "error_type", "error_line", "error_class", "tests_passed", "tests_total", "penalty_line",
            "penalty_start", "penalty_end", "penalty_tokens"}
 
 
-def test_the_fine_table_names_the_penalised_line_and_its_span(tokenizer, tmp_path):
-    rollout = _rollout(tokenizer, n=2)
+def test_the_fine_table_names_the_penalised_line_and_its_span(add_one_rollout, tokenizer, tmp_path):
+    BODY = add_one_rollout.line_error
+    rollout = add_one_rollout(tokenizer, [BODY] * 2)
     rows = rollouts.rollout_table(rollout, rollouts.reward_rollout(rollout, "fine", timeout=5.0))
     assert len(rows) == 2 and [r["sample"] for r in rows] == [0, 1]
     row = rows[0]
@@ -46,8 +44,8 @@ def test_the_fine_table_names_the_penalised_line_and_its_span(tokenizer, tmp_pat
     assert both.penalty_line.tolist() == [3, 3] and both.completion[0] == BODY
 
 
-def test_other_modes_leave_the_penalty_columns_empty(tokenizer):
-    rollout = _rollout(tokenizer, n=1)
+def test_other_modes_leave_the_penalty_columns_empty(add_one_rollout, tokenizer):
+    rollout = add_one_rollout(tokenizer, [add_one_rollout.line_error])
     (row,) = rollouts.rollout_table(rollout, rollouts.reward_rollout(rollout, "coarse", timeout=5.0))
     assert row["error_class"] == "line"       # what `fine` would penalise, classified in every mode
     assert (row["penalty_line"], row["penalty_start"], row["penalty_end"], row["penalty_tokens"]) == \
@@ -59,34 +57,19 @@ def test_other_modes_leave_the_penalty_columns_empty(tokenizer):
 BODIES = {
     "correct": "    return x + 1\n",
     "wrong": "    return 0\n",
-    "error": BODY,
+    "error": "    y = x + 1\n    z = y * 2\n    return undefined_name + z\n",   # NameError on line 3
     # An object equal to everything: `==` would let it pass; the canonical-JSON tests do not.
     "eq_hack": "    class Anything:\n        def __eq__(self, other):\n            return True\n    return Anything()\n",
     "half": "    return 2 if x == 1 else 0\n",    # passes one test of two: partial credit in the shaped modes
 }
 
 
-def _rollout_of(tokenizer, bodies: list[str]) -> rollouts.Rollout:
-    """One task, one completion per body, laid out (right-padded) as `rollouts.sample` lays them out."""
-    task = Task(id="t", split="train_A", prompt=PROMPT, entry_point="add_one", solution="    return x + 1\n",
-                tests=[{"args": [1], "expected": 2}, {"args": [5], "expected": 6}], atoms=[], depth=1)
-    pieces = sampling.token_pieces(tokenizer)
-    ids = [tokenizer(b, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for b in bodies]
-    width = max(map(len, ids))
-    spans = [rollouts._spans(tokenizer, pieces, x)[1] for x in ids]
-    prompt_ids, prompt_mask = sampling.encode_prompts(tokenizer, [PROMPT] * len(bodies), "cpu")
-    batch = dict(prompt_ids=prompt_ids, prompt_mask=prompt_mask,
-                 completion_ids=torch.tensor([x + [tokenizer.pad_token_id] * (width - len(x)) for x in ids]),
-                 completion_mask=torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]))
-    return rollouts.Rollout([task] * len(bodies), batch, list(bodies), list(bodies), spans, [False] * len(bodies))
-
-
 def _logged(rollout, scored) -> dict:
     return {r["metric"]: r["value"] for r in rollouts.rollout_records(rollout, scored, None)}
 
 
-def test_sample_pass_rate_is_the_binary_pass_share_whatever_the_reward_mode(tokenizer):
-    rollout = _rollout_of(tokenizer, list(BODIES.values()))
+def test_sample_pass_rate_is_the_binary_pass_share_whatever_the_reward_mode(add_one_rollout, tokenizer):
+    rollout = add_one_rollout(tokenizer, list(BODIES.values()))
     logged = {}
     for mode in ("binary", "pass_ratio", "coarse", "adaptive", "fine"):
         scored = rollouts.reward_rollout(rollout, mode, timeout=5.0)

@@ -19,34 +19,10 @@ from labkit.viz.dashboard import dashboard
 SPLITS = ("train", "test_target")
 
 
-def make_run(path, seed=0, lr=1e-3, steps=(0, 10, 20, 30, 40), peak_at=20):
-    """A run directory as a trainer writes it: train pass@1 rises, held-out peaks at `peak_at` then falls."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"seed": seed, "lr": lr, "out_dir": str(path)}))
-    records = []
-    for i, step in enumerate(steps):
-        train = min(1.0, 0.2 * i + 0.01 * seed)
-        held = 0.5 - abs(step - peak_at) / 100 + 0.01 * seed
-        for split, value in (("train", train), ("test_target", held)):
-            for metric, v in (("pass@1", value), ("pass@5", min(1.0, value + 0.1))):
-                records.append({"step": step, "epoch": step / 20, "tokens": step * 512, "wall_time": step * 1.5
-                                + seed, "split": split, "metric": metric, "value": v})
-    runs.write_jsonl(path / "metrics.jsonl", records)
-    for i, step in enumerate(steps):
-        samples = []
-        for t in range(6):
-            status = "pass" if t < i + 1 else ["fail", "runtime_error", "syntax_error"][t % 3]
-            samples.append({"task_id": f"t{t}", "split": SPLITS[t % 2], "atoms": ["add", f"atom{t % 3}"],
-                            "completion": f"    return x < {t}\n", "status": status,
-                            "error_type": "NameError" if status == "runtime_error" else None})
-        runs.write_jsonl(path / "samples" / f"step-{step:06d}.jsonl", samples)
-    return path
-
-
 @pytest.fixture
-def run_dirs(tmp_path):
-    return [make_run(tmp_path / "a" / f"sft-s{s}", seed=s) for s in (0, 1, 2)] + \
-           [make_run(tmp_path / "b" / "sft-s0", seed=0, lr=1e-2)]
+def run_dirs(fake_run, tmp_path):
+    return [fake_run(tmp_path / "a" / f"sft-s{s}", seed=s) for s in (0, 1, 2)] + \
+           [fake_run(tmp_path / "b" / "sft-s0", seed=0, lr=1e-2)]
 
 
 def test_labels_are_unique_and_short(run_dirs):
@@ -98,11 +74,11 @@ def test_seed_groups_ignore_seed_and_out_dir(run_dirs):
     assert sorted(len(m) for m in groups.values()) == [1, 3]
 
 
-def test_seed_groups_join_runs_started_from_sibling_seeds(tmp_path):
+def test_seed_groups_join_runs_started_from_sibling_seeds(fake_run, tmp_path):
     # RL runs of seeds 0 and 1, each started from the SFT run of its own seed: one experiment
     for seed in (0, 1):
-        make_run(tmp_path / f"sft-s{seed}", seed=seed)
-        rl = make_run(tmp_path / f"rl-s{seed}", seed=seed)
+        fake_run(tmp_path / f"sft-s{seed}", seed=seed)
+        rl = fake_run(tmp_path / f"rl-s{seed}", seed=seed)
         cfg = json.loads((rl / "config.json").read_text())
         (rl / "config.json").write_text(json.dumps({**cfg, "init": str(tmp_path / f"sft-s{seed}")}))
     groups = vruns.seed_groups([tmp_path / "rl-s0", tmp_path / "rl-s1"])
@@ -127,14 +103,14 @@ def test_seed_bands_mean_and_band(run_dirs):
     assert wall.x[1] == pytest.approx(15 + 1)
 
 
-def test_gap_marks_the_held_out_peak(run_dirs):
+def test_gap_marks_the_held_out_peak(fake_run, run_dirs):
     fig = vruns.gap(run_dirs[:1])
     peak = next(t for t in fig.data if t.name.startswith("held-out peak"))
     assert list(peak.x) == [20] and peak.y[0] == pytest.approx(0.5)
     assert "overfitting onset" in peak.name
     assert fig.layout.shapes[0].x0 == 20
     # a held-out curve still rising at the end has a peak but no onset
-    rising = vruns.gap([make_run(run_dirs[0].parent / "late", peak_at=40)])
+    rising = vruns.gap([fake_run(run_dirs[0].parent / "late", peak_at=40)])
     assert next(t for t in rising.data if t.name.startswith("held-out peak")).name == "held-out peak"
 
 
@@ -294,16 +270,16 @@ def test_samples_without_atoms_take_them_from_the_runs_data_dir(run_dirs, tmp_pa
     assert list(vruns.atom_heatmap(run).data[0].y) == ["from_data"]
 
 
-def test_continued_draws_rl_on_from_the_sft_step_it_started_at(tmp_path):
-    sft = make_run(tmp_path / "sft")
+def test_continued_draws_rl_on_from_the_sft_step_it_started_at(fake_run, tmp_path):
+    sft = fake_run(tmp_path / "sft")
     (sft / "checkpoints").mkdir()
     (sft / "checkpoints" / "index.json").write_text(json.dumps({"last": "step-000040", "best": "step-000020"}))
-    rl = make_run(tmp_path / "rl", steps=(0, 5, 10))
+    rl = fake_run(tmp_path / "rl", steps=(0, 5, 10))
     (rl / "config.json").write_text(json.dumps({"seed": 0, "init": str(sft)}))
     fig = vruns.continued(sft, [rl])
     assert [t.name for t in fig.data] == ["sft", "rl"] and fig.data[1].line.dash == "dash"
     assert list(fig.data[0].x) == [0, 10, 20, 30, 40] and list(fig.data[1].x) == [40, 45, 50]
-    base = make_run(tmp_path / "rl-base", steps=(0, 5))
+    base = fake_run(tmp_path / "rl-base", steps=(0, 5))
     (base / "config.json").write_text(json.dumps({"seed": 0, "init": "base"}))
     assert list(vruns.continued(sft, [base]).data[1].x) == [0, 5]
 
