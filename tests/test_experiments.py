@@ -204,7 +204,7 @@ def test_findings_stage_writes_the_json_then_the_figures_beside_it(tmp_path, mon
         experiments.write(cfg, result)
         return result
 
-    monkeypatch.setattr(ex, "run", numbers_only)
+    monkeypatch.setattr(experiments, "run", numbers_only)
     assert findings.run_cli(cfg, None) == 0
     out = tmp_path / "figures"
     assert json.loads((out / "findings.json").read_text())["F1"]["verdict"] == "reproduced"
