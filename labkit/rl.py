@@ -112,8 +112,10 @@ class RLConfig:
         # Tests and notebook smoke runs: a few steps (seconds with a tiny model).
         "smoke": {**EVAL_PRESETS["smoke"], "steps": 4, "prompts_per_step": 4, "num_generations": 4,
                   "max_new_tokens": 40, "lr": 1e-3, "rltf_batch": 16, "refresh_every": 2, "eval.every": 4,
-                  # a random tiny model solves nothing: no filter, every group updates, the KL path is exercised
-                  "prompt_filter": "none", "dynamic_sampling": False, "beta": 0.05},
+                  # a random tiny model solves nothing: no filter, every group updates, the KL path is exercised,
+                  # one pass per batch (tests/test_rl_options.py covers the others)
+                  "prompt_filter": "none", "dynamic_sampling": False, "beta": 0.05, "num_iterations": 1,
+                  "temperature": 1.0},
         # The CPU lab: a ~1 M model, a few minutes per run.
         "quick": {**EVAL_PRESETS["quick"], "steps": 120, "prompts_per_step": 8, "num_generations": 8,
                   "max_new_tokens": 64, "eval.every": 30},

@@ -54,6 +54,7 @@ def test_the_sequence_runs_headless_at_smoke_and_passes_regress(tmp_path, capsys
         assert (tmp_path / "smoke" / r["notebook"][:2] / f"{r['notebook']}.ipynb").exists()
 
 
+@pytest.mark.slow   # minutes: each notebook makes its own data and model; the sequence test runs every notebook
 @pytest.mark.parametrize("stem", ["04_sft", "05_rl", "06_dashboard"])
 def test_a_notebook_opened_on_its_own_makes_what_it_lacks(stem, tmp_path):
     # Without the earlier notebooks' outputs beside it, 04 and 05 synthesise their data (and take a random
