@@ -129,7 +129,8 @@ def test_throughput_and_what_counts_as_passed(tmp_path):
 
 def test_the_budget_kills_a_stage_and_what_needs_a_failed_stage_is_not_run(tmp_path):
     py = [sys.executable, "-c"]
-    stages = [doctor.Stage("slow", py + ["import subprocess; subprocess.run(['sleep', '60'])"]),
+    # An unusual duration, so that no other process on the machine matches it below.
+    stages = [doctor.Stage("slow", py + ["import subprocess; subprocess.run(['sleep', '59.871'])"]),
               doctor.Stage("after_slow", py + ["pass"], needs=("slow",)),
               doctor.Stage("bad", py + ["print('what went wrong'); raise SystemExit(3)"], accelerator=False),
               doctor.Stage("after_bad", py + ["pass"], needs=("bad",), accelerator=False)]
@@ -139,5 +140,5 @@ def test_the_budget_kills_a_stage_and_what_needs_a_failed_stage_is_not_run(tmp_p
     assert results["slow"]["status"] == "timeout" and results["after_slow"]["status"] == "not_run"
     assert results["bad"]["status"] == "failed" and "what went wrong" in results["bad"]["log_tail"]
     assert results["after_bad"]["status"] == "not_run" and "bad" in results["after_bad"]["why"]
-    sleepers = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout.split()
+    sleepers = subprocess.run(["pgrep", "-f", "sleep 59.871"], capture_output=True, text=True).stdout.split()
     assert not sleepers  # the stage's child went with it (its whole session was killed)
