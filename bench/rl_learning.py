@@ -3,7 +3,8 @@ an SFT checkpoint that is not saturated? Today's settings ("old") against the ne
 
     .venv/bin/python bench/rl_learning.py [--seeds 0,1,2] [--steps 120] [--work runs/bench/rl_learning]
 
-Every run is a plain `python -m labkit rl --preset quick` run directory (two side by side, one thread each,
+"new" is the candidate set of defaults (NEW below); once it meets the bar over 3 seeds, RLConfig's defaults
+become it. Every run is a plain `python -m labkit rl --preset quick` run directory (two side by side, one thread each,
 `labkit.jobs`); finished runs are skipped, so an interrupted benchmark resumes. The data (synth quick) and base
 (pretrain quick) are made in the work directory unless --data/--base name existing ones; the SFT start is one SFT
 run (atom_base + 1000 composites, 300 steps: the findings suite's E2 start). Both settings train on the same
@@ -27,6 +28,10 @@ from labkit.rl import RLConfig
 OLD = {"num_generations": 8, "temperature": 1.0, "lr": 1e-4, "beta": 0.05, "epsilon": 0.2, "epsilon_high": None,
        "num_iterations": 1, "loss_type": "dapo", "scale_rewards": "group", "mask_truncated_completions": False,
        "dynamic_sampling": False, "prompt_filter": "none"}
+# The candidate defaults: the options the field converged on, at the values the first pilot settled on (README).
+NEW = {"num_generations": 8, "temperature": 0.7, "lr": 1e-4, "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28,
+       "num_iterations": 2, "loss_type": "dapo", "scale_rewards": "group", "mask_truncated_completions": False,
+       "dynamic_sampling": True, "max_resample": 1, "prompt_filter": "edge"}
 POOL = {"max_prompts": 300}                    # both settings: a pool RL revisits, all of it evaluated
 EVAL = {"eval.n_samples": 0, "eval.sizes": {"train": 300, "test_in_domain": 300}, "eval.best_split": "train"}
 STARTS = {"base": {"init": "base", "prompts": "atom_base,train_B"}, "sft": {"prompts": "sft"}}
@@ -51,7 +56,7 @@ def jobs(a) -> list[Job]:
             for seed in a.seeds:
                 init = {"model.name_or_path": str(base), "data_dir": str(data)} if start == "base" \
                     else {"init": str(sft)}
-                overrides = {**(OLD if setting == "old" else {}), **POOL, **EVAL, **how, **init, "seed": seed,
+                overrides = {**(OLD if setting == "old" else NEW), **POOL, **EVAL, **how, **init, "seed": seed,
                              "steps": a.steps, "eval.every": max(1, a.steps // 4)}
                 out.append(Job(f"{setting}/{start}/s{seed}", "rl", work / setting / start / f"s{seed}", "quick",
                                overrides, f"checkpoints/step-{a.steps:06d}", pre + (("sft-start",) if start == "sft"
@@ -99,7 +104,7 @@ def main():
 
     result = {"eval_tasks": {"train": "the whole pool (at most 300)", "test_in_domain": 300},
               "steps": a.steps, "seeds": a.seeds, "pool": POOL, "old_settings": OLD,
-              "new_settings": {k: getattr(RLConfig(), k) for k in OLD}}
+              "new_settings": NEW, "labkit_defaults": {k: getattr(RLConfig(), k) for k in NEW}}
     for setting in a.settings:
         block = {start: summary([work / setting / start / f"s{s}" for s in a.seeds], a.steps) for start in STARTS}
         result[setting] = {f"from_{start}": v for start, v in block.items()}
