@@ -32,7 +32,7 @@ OLD = {"num_generations": 8, "temperature": 1.0, "lr": 1e-4, "beta": 0.05, "epsi
 NEW = {"num_generations": 8, "temperature": 0.7, "lr": 1e-4, "beta": 0.0, "epsilon": 0.2, "epsilon_high": 0.28,
        "num_iterations": 2, "loss_type": "dapo", "scale_rewards": "group", "mask_truncated_completions": False,
        "dynamic_sampling": True, "max_resample": 1, "prompt_filter": "edge"}
-POOL = {"max_prompts": 300}                    # both settings: a pool RL revisits, all of it evaluated
+POOL = {"max_prompts": 300, "fit_prompts": True}   # both settings: a pool RL revisits, evaluated whole
 EVAL = {"eval.n_samples": 0, "eval.sizes": {"train": 300, "test_in_domain": 300}, "eval.best_split": "train"}
 STARTS = {"base": {"init": "base", "prompts": "atom_base,train_B"}, "sft": {"prompts": "sft"}}
 

@@ -46,8 +46,12 @@ def clipped_surrogate(logp, old_logp, advantages, epsilon: float, epsilon_high: 
     """PPO-clip per token, to minimise: -min(ratio * A, clip(ratio, 1 - epsilon, 1 + epsilon_high) * A).
     A ratio past the bound in the direction its advantage pushes gets no gradient: the trust region."""
     ratio = torch.exp(logp - old_logp)
-    high = epsilon if epsilon_high is None else epsilon_high
-    return -torch.min(ratio * advantages, ratio.clamp(1 - epsilon, 1 + high) * advantages)
+    return -torch.min(ratio * advantages, ratio.clamp(*ratio_bounds(epsilon, epsilon_high)) * advantages)
+
+
+def ratio_bounds(epsilon: float, epsilon_high: float | None = None) -> tuple[float, float]:
+    """The trust region of the probability ratio: [1 - epsilon, 1 + epsilon_high] (epsilon_high None: epsilon)."""
+    return 1 - epsilon, 1 + (epsilon if epsilon_high is None else epsilon_high)
 
 
 def token_weights(mask: torch.Tensor, loss_type: str, n_tokens: torch.Tensor, n_completions: torch.Tensor,

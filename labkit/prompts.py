@@ -2,8 +2,9 @@
 prompts a step draws.
 
     pool = prompt_pool(cfg, sft_cfg, data_dir)               # the SFT run's prompts, fresh ones, or named splits
-    pool, counts = fit_pool(pool, cfg, tokenizer)            # at most max_prompts; none that can never pass
-    pool, record = edge_of_competence(model, tokenizer, pool, cfg)   # prompt_filter="edge"
+    pool, counts = fit_pool(pool, cfg, tokenizer)            # at most max_prompts; fit_prompts: none too long
+    record = edge_of_competence(model, tokenizer, pieces, pool, cfg)  # prompt_filter="edge": pass rates
+    pool = on_the_edge(pool, record)
     chosen = step_tasks(pool, cfg, step, rank, world)
 
 Why fit the pool: RL is judged on a sample of its own prompts ("train"), so the pool must be small enough that
@@ -46,9 +47,11 @@ def prompt_pool(cfg, sft_cfg, data_dir: str) -> list:
 
 
 def fit_pool(pool: list, cfg, tokenizer) -> tuple[list, dict]:
-    """At most `cfg.max_prompts` prompts (a fixed random subset), none whose reference body is longer than
-    `cfg.max_new_tokens` tokens (with the token that ends it). -> (pool, counts of what was left out)."""
-    fits = [t for t in pool if len(tokenizer(t.solution, add_special_tokens=False)["input_ids"]) < cfg.max_new_tokens]
+    """At most `cfg.max_prompts` prompts (a fixed random subset) and, with `cfg.fit_prompts`, none whose
+    reference body is longer than `cfg.max_new_tokens` tokens (with the token that ends it).
+    -> (pool, counts of what was left out)."""
+    fits = [t for t in pool if not cfg.fit_prompts
+            or len(tokenizer(t.solution, add_special_tokens=False)["input_ids"]) < cfg.max_new_tokens]
     counts = {"too_long": len(pool) - len(fits)}
     if cfg.max_prompts and len(fits) > cfg.max_prompts:
         fits = random.Random(f"{cfg.seed}-pool").sample(fits, cfg.max_prompts)
@@ -60,10 +63,9 @@ def fit_pool(pool: list, cfg, tokenizer) -> tuple[list, dict]:
 
 
 @torch.no_grad()
-def edge_of_competence(model, tokenizer, pieces: list[str], pool: list, cfg, batch: int = 32) -> tuple[list, dict]:
-    """The prompts the policy solves sometimes: `cfg.num_generations` samples of each at the run's temperature,
-    kept when 0 < pass rate < 1. Sampled from its own seeded RNG (the training stream is untouched).
-    -> (kept prompts, a record of every prompt's pass rate)."""
+def edge_of_competence(model, tokenizer, pieces: list[str], pool: list, cfg, batch: int = 32) -> dict:
+    """The policy's pass rate on every prompt, over `cfg.num_generations` samples at the run's temperature, from
+    its own seeded RNG (the training stream is untouched): the record `on_the_edge` keeps prompts by."""
     rates = {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed * 1_000_033 + 17)
@@ -74,16 +76,21 @@ def edge_of_competence(model, tokenizer, pieces: list[str], pool: list, cfg, bat
             passed = [v.status == "pass" for v in reward_rollout(rollout, "binary", cfg.sandbox_timeout).verdicts]
             for j, t in enumerate(chunk):
                 rates[t.id] = sum(passed[j * cfg.num_generations:(j + 1) * cfg.num_generations]) / cfg.num_generations
-    kept = [t for t in pool if 0 < rates[t.id] < 1]
-    record = {"num_generations": cfg.num_generations, "temperature": cfg.temperature, "rates": rates,
-              "kept": len(kept), "always": sum(r == 1 for r in rates.values()),
-              "never": sum(r == 0 for r in rates.values())}
+    record = {"num_generations": cfg.num_generations, "temperature": cfg.temperature, "rates": rates}
+    kept = on_the_edge(pool, record)
+    record.update(kept=len(kept), always=sum(r == 1 for r in rates.values()),
+                  never=sum(r == 0 for r in rates.values()))
     if not kept:
         raise UserError(f"prompt_filter=edge keeps no prompt: of {len(pool)}, the start policy solved "
                         f"{record['always']} in every sample and {record['never']} in none; use prompt_filter=none, "
                         f"more prompts (max_prompts), another temperature or a start that is neither untrained "
                         f"nor memorised")
-    return kept, record
+    return record
+
+
+def on_the_edge(pool: list, record: dict) -> list:
+    """The prompts of `pool` whose recorded pass rate is strictly between 0 and 1."""
+    return [t for t in pool if 0 < record["rates"][t.id] < 1]
 
 
 def step_tasks(pool: list, cfg, step: int, rank: int, world: int, round_: int = 0) -> list:

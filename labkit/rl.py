@@ -38,8 +38,8 @@ from labkit import batches, config, files, loop, prompts, runs, sampling
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, add_lora, load
-from labkit.policy import (clipped_surrogate, group_advantages, k3, reference_of, token_advantages, token_logprobs,
-                           token_weights, varied_groups)
+from labkit.policy import (clipped_surrogate, group_advantages, k3, ratio_bounds, reference_of, token_advantages,
+                           token_logprobs, token_weights, varied_groups)
 from labkit.rewards import RewardMode
 from labkit.rollouts import (ROLLOUT, Rollout, Scored, collate_experience, experiences, reward_rollout,
                              rollout_records, sample, save_rollouts, select_groups)
@@ -65,9 +65,10 @@ class RLConfig:
     steps: int = 100
     prompts_per_step: int = 8         # global (split across processes under accelerate)
     # The pool: at most `max_prompts` of the chosen prompts (a fixed random subset; 0 = all), so that RL revisits
-    # the prompts it is judged on; prompts whose reference body is longer than `max_new_tokens` can never pass
-    # and are left out (counted in the log).
+    # the prompts it is judged on; with `fit_prompts`, none whose reference body is longer than `max_new_tokens`
+    # (such a prompt can never pass; the log counts them).
     max_prompts: int = 0
+    fit_prompts: bool = False
     # "edge": keep only the prompts the start policy solves sometimes (0 < pass rate < 1 over num_generations
     # samples, measured once at the start, recorded in OUT/prompt_filter.json): the others give groups with equal
     # rewards, hence no gradient.
@@ -161,6 +162,7 @@ def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Te
         with torch.no_grad(), reference_of(lp.unwrapped, rl.frozen) as reference:
             ref_logp = [token_logprobs(reference, b, cfg.temperature)[0] for b in part]
     old_logp = [None] * len(chunks)
+    low, high = ratio_bounds(cfg.epsilon, cfg.epsilon_high)
     sums = collections.Counter()
     for it in range(cfg.num_iterations):
         for j, (c, b) in enumerate(zip(chunks, part)):
@@ -176,8 +178,7 @@ def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Te
                 loss = (per_token * weights[c]).sum() * accelerator.num_processes
             if it > 0:
                 ratio = torch.exp(logp.detach() - old)
-                high = cfg.epsilon if cfg.epsilon_high is None else cfg.epsilon_high
-                out_of_bounds = ((ratio < 1 - cfg.epsilon) | (ratio > 1 + high)).float()
+                out_of_bounds = ((ratio < low) | (ratio > high)).float()
                 sums["clipped"] += (out_of_bounds * mask[c]).sum().item()
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else accelerator.no_sync(model)
             with sync:
@@ -395,7 +396,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     pieces = sampling.token_pieces(tokenizer)
     if cfg.prompt_filter == "edge" and trainer.main and not (Path(cfg.out_dir) / FILTER_FILE).exists():
         # Measured on the start policy, before a resumed run would load its later weights.
-        record = prompts.edge_of_competence(model, tokenizer, pieces, pool, cfg)[1]
+        record = prompts.edge_of_competence(model, tokenizer, pieces, pool, cfg)
     state = trainer.start(model, tokenizer, optimizer, None, {"tokens": 0, "buffer": []})
     if cfg.prompt_filter == "edge":
         path = Path(cfg.out_dir) / FILTER_FILE
@@ -403,7 +404,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
             files.write_json(path, record)
         accelerator.wait_for_everyone()
         record = json.loads(path.read_text())
-        pool = [t for t in pool if 0 < record["rates"][t.id] < 1]
+        pool = prompts.on_the_edge(pool, record)
         counts.update(edge=len(pool), always=record["always"], never=record["never"])
     sets = loop.eval_sets(cfg.eval, data_dir, pool, cfg.seed) if trainer.main else {}
     unwrapped = trainer.unwrapped

@@ -155,8 +155,7 @@ def sft_run(tiny_model_dir, smoke_data, tmp_path_factory):
 
 def test_smoke_from_an_sft_checkpoint_starts_where_sft_ended(sft_run, tmp_path):
     from labkit import runs
-    # Every reference body fits in max_new_tokens, so RL's pool is exactly the SFT mixture.
-    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf", max_new_tokens=112)
+    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf")
     # Same prompts (the SFT mixture), same eval sample: RL's step-0 evaluation is SFT's last one, so the
     # init checkpoint was loaded as trained (teacher-forced loss and greedy pass@1 are deterministic).
     sft_metrics = runs.read_jsonl(sft_run / "metrics.jsonl")

@@ -160,3 +160,16 @@ def test_an_edge_filter_that_keeps_nothing_is_a_clear_error(tiny_model_dir, smok
         rl.train(_cfg(tmp_path, **{"model.name_or_path": tiny_model_dir, "data_dir": smoke_data,
                                    "prompts": "atom_base", "prompt_filter": "edge"}))
     assert not (tmp_path / "rl" / "metrics.jsonl").exists()
+
+
+def test_fit_pool_takes_a_fixed_subset_and_leaves_out_prompts_that_cannot_fit(tokenizer):
+    from labkit import atomic, tasks
+    pool = tasks.atom_base(atomic.library(0))[:120]
+    long = [t for t in pool if len(tokenizer(t.solution, add_special_tokens=False)["input_ids"]) >= 40]
+    assert long   # the smoke preset's max_new_tokens=40 cannot hold these bodies
+    cfg = config.resolve(rl.RLConfig, "smoke", {"fit_prompts": True, "max_prompts": 50})
+    fitted, counts = prompts.fit_pool(pool, cfg, tokenizer)
+    assert counts == {"too_long": len(long), "pool": 50} and not set(map(id, fitted)) & set(map(id, long))
+    assert fitted == prompts.fit_pool(pool, cfg, tokenizer)[0]            # the same subset every time
+    everything, counts = prompts.fit_pool(pool, config.resolve(rl.RLConfig, "smoke"), tokenizer)
+    assert everything == pool and counts == {"too_long": 0, "pool": 120}  # the defaults keep the whole pool
