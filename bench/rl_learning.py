@@ -5,9 +5,12 @@ an SFT checkpoint that is not saturated? Today's settings ("old") against the ne
 
 "new" is the candidate set of defaults (NEW below); once it meets the bar over 3 seeds, RLConfig's defaults
 become it. Every run is a plain `python -m labkit rl --preset quick` run directory (two side by side, one thread each,
-`labkit.jobs`); finished runs are skipped, so an interrupted benchmark resumes. The data (synth quick) and base
-(pretrain quick) are made in the work directory unless --data/--base name existing ones; the SFT start is one SFT
-run (atom_base + 1000 composites, 300 steps: the findings suite's E2 start). Both settings train on the same
+`labkit.jobs`); finished runs are skipped, so an interrupted benchmark resumes. RL starts from the committed base
+model ("base") unless --base names another; the data (synth quick) is made in the work directory unless --data
+names it; the SFT start is one SFT run (atom_base + 1000 composites, 300 steps: the findings suite's E2 start).
+Every finished RL run's curves are kept in bench/results/rl_learning/ (config.json, the evaluations and the
+per-step RL metrics that explain them, prompt_filter.json): they are committed as they complete, and a run whose
+results are there with the same config is not run again, so the benchmark resumes across machines too. Both settings train on the same
 pool and are judged on the same evaluation: greedy pass@1 on every prompt of the pool ("train", at most 300) and
 on test_in_domain (300 tasks), with its standard error.
 
@@ -17,6 +20,7 @@ the train-prompt curves (mean and min-max band over seeds) as figures/rl_learnin
 """
 import argparse
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -37,24 +41,28 @@ EVAL = {"eval.n_samples": 0, "eval.sizes": {"train": 300, "test_in_domain": 300}
 STARTS = {"base": {"init": "base", "prompts": "atom_base,train_B"}, "sft": {"prompts": "sft"}}
 
 
+RESULTS = Path(__file__).parent / "results" / "rl_learning"
+# What a kept run holds besides its evaluations: the per-step RL metrics that explain a curve.
+KEPT_RL = ("reward_mean", "sample_pass_rate", "zero_advantage_groups", "dynamic/groups_kept", "completion_len",
+           "entropy", "clip_frac")
+
+
 def jobs(a) -> list[Job]:
     work = Path(a.work)
-    data, base = Path(a.data or work / "data"), Path(a.base or work / "base")
+    data = Path(a.data or work / "data")
     out = []
     if not a.data:
         out.append(Job("data", "synth", data, "quick", {"seed": 0}, "manifest.json"))
-    if not a.base:
-        out.append(Job("base", "pretrain", base, "quick", {}, "model/config.json"))
     pre = tuple(j.name for j in out)
     sft = work / "sft-start"
-    out.append(Job("sft-start", "sft", sft, "quick", {"model.name_or_path": str(base), "data_dir": str(data),
+    out.append(Job("sft-start", "sft", sft, "quick", {"model.name_or_path": a.base, "data_dir": str(data),
                                                     "mixture": {"atom_base": 1.0, "train_C:1000": 1.0},
                                                     "max_steps": 300, "epochs": 10_000, "eval.every": 300,
                                                     **EVAL}, "checkpoints/step-000300", pre))
     for setting in a.settings:
         for start, how in STARTS.items():
             for seed in a.seeds:
-                init = {"model.name_or_path": str(base), "data_dir": str(data)} if start == "base" \
+                init = {"model.name_or_path": a.base, "data_dir": str(data)} if start == "base" \
                     else {"init": str(sft)}
                 overrides = {**(OLD if setting == "old" else NEW), **POOL, **EVAL, **how, **init, "seed": seed,
                              "steps": a.steps, "eval.every": max(1, a.steps // 4)}
@@ -62,6 +70,35 @@ def jobs(a) -> list[Job]:
                                overrides, f"checkpoints/step-{a.steps:06d}", pre + (("sft-start",) if start == "sft"
                                                                                      else ())))
     return out
+
+
+def kept(job: Job) -> Path:
+    return RESULTS / job.name.replace("/", "-")
+
+
+def keep(job: Job) -> None:
+    """Copy what the summary and figures need of a finished RL run into bench/results (small, committed)."""
+    dest = kept(job)
+    dest.mkdir(parents=True, exist_ok=True)
+    rows = [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k not in ("tokens", "epoch")}
+            for r in runs.read_jsonl(job.out / "metrics.jsonl")
+            if r["split"] != "rl" and r["metric"] in ("pass@1", "pass@1_se") or r["metric"] in KEPT_RL]
+    runs.write_jsonl(dest / "metrics.jsonl", rows)
+    for name in ("config.json", "prompt_filter.json"):
+        if (job.out / name).exists():
+            shutil.copy(job.out / name, dest / name)
+    (dest / "job.json").write_text(json.dumps({"name": job.name, "overrides": job.overrides}, indent=1,
+                                              sort_keys=True) + "\n")
+
+
+def already_kept(job: Job) -> bool:
+    """The run's results are in bench/results with the same overrides (paths aside: machines differ)."""
+    path = kept(job) / "job.json"
+    if not path.exists():
+        return False
+    def portable(o):
+        return {k: v for k, v in o.items() if k not in ("init", "data_dir")}
+    return portable(json.loads(path.read_text())["overrides"]) == portable(json.loads(json.dumps(job.overrides)))
 
 
 def pass1(run: Path, split: str) -> dict[int, float]:
@@ -93,25 +130,31 @@ def main():
     p.add_argument("--settings", default="new,old")
     p.add_argument("--work", default="runs/bench/rl_learning")
     p.add_argument("--data", default="")
-    p.add_argument("--base", default="", help="a base model directory (default: pretrain one in --work)")
+    p.add_argument("--base", default="base", help="the base model: 'base' (the committed one) or a directory")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="figures/rl_learning.json")
     a = p.parse_args()
     a.seeds = [int(s) for s in a.seeds.split(",")]
     a.settings = a.settings.split(",")
     work = Path(a.work)
-    run_or_raise(jobs(a), log_dir=work / "logs", workers=a.workers, threads=1)
+    todo = [j for j in jobs(a) if not (j.stage == "rl" and already_kept(j))]
+    rl_todo = [j for j in todo if j.stage == "rl"]
+    print(f"{len(rl_todo)} RL runs to do; the others' results are in {RESULTS}")
+    if rl_todo:
+        run_or_raise(todo, log_dir=work / "logs", workers=a.workers, threads=1,
+                     watch=lambda: [keep(j) for j in rl_todo if j.complete() and not already_kept(j)])
+    run = {f"{s}/{start}/s{seed}": RESULTS / f"{s}-{start}-s{seed}" for s in a.settings for start in STARTS
+           for seed in a.seeds}
 
     result = {"eval_tasks": {"train": "the whole pool (at most 300)", "test_in_domain": 300},
               "steps": a.steps, "seeds": a.seeds, "pool": POOL, "old_settings": OLD,
               "new_settings": NEW, "labkit_defaults": {k: getattr(RLConfig(), k) for k in NEW}}
     for setting in a.settings:
-        block = {start: summary([work / setting / start / f"s{s}" for s in a.seeds], a.steps) for start in STARTS}
+        block = {start: summary([run[f"{setting}/{start}/s{s}"] for s in a.seeds], a.steps) for start in STARTS}
         result[setting] = {f"from_{start}": v for start, v in block.items()}
     result["eval_tasks"]["train_by_run"] = {
-        f"{setting}/{start}/s{seed}": sum(r["split"] == "train" for r in runs.read_jsonl(
-            work / setting / start / f"s{seed}" / "samples" / "step-000000.jsonl"))
-        for setting in a.settings for start in STARTS for seed in a.seeds}
+        name: json.loads((path / "prompt_filter.json").read_text())["kept"] if (path / "prompt_filter.json").exists()
+        else "the whole pool" for name, path in run.items()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
     for setting in a.settings:
@@ -128,7 +171,7 @@ def main():
     for start in STARTS:
         fig = None
         for i, setting in enumerate(a.settings):   # one band per setting, named and coloured by it
-            part = seed_bands([work / setting / start / f"s{seed}" for seed in a.seeds], split="train")
+            part = seed_bands([run[f"{setting}/{start}/s{seed}"] for seed in a.seeds], split="train")
             for trace in part.data:
                 trace.line.color = PALETTE[i]
                 if trace.fill:

@@ -42,7 +42,7 @@ class DoctorConfig:
     out_dir: str = "runs/doctor"
     device: Literal["auto", "cuda", "cpu"] = "auto"  # where --gpu trains; cpu: a stand-in at smoke sizes
     preset: Literal["", "smoke", "full"] = ""        # the stages' preset; "": full on cuda, smoke on cpu
-    model_size: Literal["", "tiny", "small", "base"] = ""  # the embedded model's; "": the preset's
+    model_size: Literal["", "tiny", "small", "medium"] = ""  # the embedded model's; "": the preset's
     steps: int = 10           # optimizer steps of pretrain, sft and LoRA; rl takes half (at least 2)
     budget_s: float = 270.0   # the whole check (--gpu): later stages are not run, running ones killed
     keep: bool = False        # keep the runs in OUT/work (checkpoints included)

@@ -157,7 +157,7 @@ def split_tasks(split: str, data_dir: str, seed: int = 0) -> list[tasks.Task]:
 
 @dataclass
 class EvalConfig:
-    model: models.ModelConfig = field(default_factory=lambda: models.ModelConfig(name_or_path="runs/pretrain"))
+    model: models.ModelConfig = field(default_factory=models.base_model)
     data_dir: str = ""              # a synth output directory; not needed for "atomic" and "humaneval"
     splits: list[str] = field(default_factory=lambda: ["atomic"])
     limit: int = 0                  # tasks per split (the first ones); 0 = all

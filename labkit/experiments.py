@@ -77,7 +77,7 @@ class FindingsConfig:
     data_preset: str = "quick"
     # Pools: train_B is the handful (the first `handful` of train_C): RL from base takes it as its prompts.
     data_overrides: dict[str, Any] = field(default_factory=lambda: {"pool_a": 300, "pool_b": 1000})
-    base_model: str = ""                   # "" = pretrain into OUT/base at base_preset; else a model dir or "embedded"
+    base_model: str = "base"               # the committed base; "" = pretrain into OUT/base at base_preset; a dir
     base_preset: str = "quick"
     stage_preset: str = "quick"            # the sft/rl preset every run starts from
     sft: dict[str, Any] = field(default_factory=dict)    # dotted SFT overrides for every SFT run
@@ -113,7 +113,7 @@ class FindingsConfig:
         # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 38 jobs (its time: README).
         "paper": {"sft": EVAL, "rl": EVAL},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
-        "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_preset": "full",
+        "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_model": "", "base_preset": "full",
                  "stage_preset": "full", "seeds": [0, 1, 2, 3, 4], "sizes": [100, 300, 1000, 3000, 10000],
                  "sft_steps": 4000, "rl_init_steps": 1000, "rl_steps": 500, "rl_base_steps": 500,
                  "threads": 8, "workers": 1},
@@ -127,10 +127,10 @@ def _ckpt(steps: int) -> str:
 
 
 def paths(cfg: FindingsConfig) -> tuple[Path, Path, Path]:
-    """(root of the runs, data directory, base model) of a suite."""
+    """(root of the runs, data directory, base model: a `model.name_or_path`) of a suite."""
     out = Path(cfg.out_dir)
     data = Path(cfg.data_dir) if cfg.data_dir else out / "data"
-    base = Path(cfg.base_model) if cfg.base_model else out / "base" / "model"
+    base = cfg.base_model or str(out / "base" / "model")
     return out / "runs", data, base
 
 
@@ -161,9 +161,9 @@ def suite(cfg: FindingsConfig) -> list[Job]:
         jobs.append(Job("data", "synth", data, cfg.data_preset, dict(cfg.data_overrides), "manifest.json"))
         pre.append("data")
     if not cfg.base_model:
-        jobs.append(Job("base", "pretrain", base.parent, cfg.base_preset, {}, "model/config.json"))
+        jobs.append(Job("base", "pretrain", Path(base).parent, cfg.base_preset, {}, "model/config.json"))
         pre.append("base")
-    model = {"model.name_or_path": str(base), "data_dir": str(data)}
+    model = {"model.name_or_path": base, "data_dir": str(data)}
     want = set(cfg.experiments)
 
     def sft(name, seed, mix, steps, every):

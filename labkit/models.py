@@ -2,8 +2,9 @@
 
     model, tokenizer = load(ModelConfig(name_or_path="runs/pretrain"), seed=0)
 
-`name_or_path` is either "embedded" (a freshly initialised Llama-style model of `size`, with the lab's own
-tokenizer: what `pretrain` starts from) or a local directory holding a causal LM and its tokenizer in
+`name_or_path` is "base" (the lab's committed pretrained base model, `labkit/base_model/`: what SFT, RL and
+evaluation start from by default), "embedded" (a freshly initialised Llama-style model of `size`, with the lab's
+own tokenizer: what `pretrain` starts from) or a local directory holding a causal LM and its tokenizer in
 `save_pretrained` format (a real pretrained model, a checkpoint, or a labkit run directory such as pretrain's
 `--out`, whose final model is in its `model/` subdirectory). Nothing is ever
 downloaded. Device and dtype default to CUDA + bfloat16 when a GPU is present and CPU + float32 otherwise.
@@ -34,6 +35,7 @@ from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers.models import BPE
 
 from labkit import atomic, tasks
+from labkit.base import BASE_DIR
 from labkit.config import UserError
 
 
@@ -49,19 +51,24 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    name_or_path: str = "embedded"   # "embedded" or a local Hugging Face model directory
-    size: Literal["tiny", "small", "base"] = "small"   # only for "embedded"
+    name_or_path: str = "embedded"   # "base" (committed), "embedded" (fresh init) or a local HF model directory
+    size: Literal["tiny", "small", "medium"] = "small"   # only for "embedded"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     lora: LoraConfig = field(default_factory=LoraConfig)
 
 
+def base_model() -> ModelConfig:
+    """The committed base model: where SFT, RL and evaluation start unless told otherwise."""
+    return ModelConfig(name_or_path="base")
+
+
 # Llama shapes of the embedded model. tiny: tests (~0.15 M params); small: the CPU lab (~1.1 M, DESIGN §2.3);
-# base: GPUs (~28 M). Embeddings are tied to the output head: at this size they would be most of the model.
+# medium: GPUs (~28 M). Embeddings are tied to the output head: at this size they would be most of the model.
 SIZES = {
     "tiny": dict(hidden_size=48, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2),
     "small": dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4),
-    "base": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
+    "medium": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8),
 }
 VOCAB_SIZE = 2048
 MAX_POSITIONS = 1024
@@ -74,6 +81,11 @@ def load(cfg: ModelConfig, seed: int = 0):
     if cfg.name_or_path == "embedded":
         tokenizer = embedded_tokenizer()
         model = embedded_model(cfg.size, tokenizer)
+    elif cfg.name_or_path == "base":
+        if not (BASE_DIR / "model.safetensors").exists():
+            raise UserError(f"the committed base model is missing from {BASE_DIR}; rebuild it with "
+                            f"`python -m labkit pretrain --preset embedded --out runs/base --publish`")
+        model, tokenizer = _load_path(BASE_DIR, dtype)
     else:
         model, tokenizer = _load_path(Path(cfg.name_or_path), dtype)
     model = model.to(device=device, dtype=dtype)
@@ -96,7 +108,7 @@ def resolve_device(cfg: ModelConfig) -> tuple[torch.device, torch.dtype]:
 def _load_path(path: Path, dtype: torch.dtype):
     if not path.exists():
         raise UserError(f"model path {str(path)!r} does not exist; set model.name_or_path to a local model "
-                        f"directory (e.g. the --out of `python -m labkit pretrain`) or to 'embedded'")
+                        f"directory (e.g. the --out of `python -m labkit pretrain`), to 'base' or to 'embedded'")
     if (path / "model" / "config.json").exists() and not (path / "tokenizer_config.json").exists():
         path = path / "model"   # a labkit run directory (e.g. pretrain's --out) keeps its final model in model/
     if (path / "adapter_config.json").exists():
@@ -157,6 +169,17 @@ def add_lora(model, lora: LoraConfig):
 def atomic_documents(seed: int = 0) -> list[str]:
     """Every atomic task as the model will see it (prompt + reference body), one per phrasing."""
     return [t.prompt + t.solution for t in tasks.atom_base(atomic.library(seed))]
+
+
+def phrase_first_documents(seed: int = 0) -> list[str]:
+    """Every atom once per phrasing with the phrase *before* its name: a comment line, then the reference.
+
+    A task puts the name first (`def NAME(...)`, then the phrase), so a model trained on tasks alone learns
+    name -> phrase; a composite's body needs phrase -> name. These documents give that direction without
+    showing any composite.
+    """
+    return [f"# {spec.describe(i)}\n{spec.source}" for spec in atomic.library(seed)
+            for i in range(len(spec.prompts))]
 
 
 def stdlib_documents(max_chars: int, max_lines: int = 40) -> list[str]:

@@ -37,7 +37,7 @@ import torch
 from labkit import batches, config, files, loop, prompts, runs, sampling
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
-from labkit.models import ModelConfig, add_lora, load
+from labkit.models import ModelConfig, add_lora, base_model, load
 from labkit.policy import (clipped_surrogate, group_advantages, k3, ratio_bounds, reference_of, token_advantages,
                            token_logprobs, token_weights, varied_groups)
 from labkit.rewards import RewardMode
@@ -51,7 +51,7 @@ class RLConfig:
     # The policy's starting point: "base" (the model in `model`), an SFT run directory (its `init_checkpoint`, with
     # the SFT run's model settings), or any model directory. With init != "base", `model` gives only device, dtype
     # and `lora` (an adapter for RL itself, on top of the merged init).
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=base_model)
     init: str = "base"
     init_checkpoint: Literal["last", "best"] = "last"
     data_dir: str = ""                # "" = the SFT run's data directory

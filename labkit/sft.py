@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 from labkit import batches, loop, runs, tasks
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
-from labkit.models import ModelConfig, load
+from labkit.models import ModelConfig, base_model, load
 
 
 @dataclass
 class SFTConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)   # the base model (a directory) + LoRA
+    model: ModelConfig = field(default_factory=base_model)   # the base model (a directory) + LoRA
     data_dir: str = "runs/data"            # output of `python -m labkit synth`
     out_dir: str = "runs/sft"              # the run directory (re-run to resume)
     # Data mixture: split -> weight. Each epoch holds round(weight * len(split)) examples of the split:

@@ -99,7 +99,7 @@ def test_the_full_plan_resolves_for_every_stage(tmp_path, monkeypatch):
         monkeypatch.setattr(module, "run_cli", lambda cfg, args, name=st.name: configs.setdefault(name, cfg) and 0)
         assert cli.main(st.argv[3:]) == 0, st.argv
     assert sorted(configs) == ["lora", "pretrain", "rl", "sft", "synth"]
-    assert configs["pretrain"].model.size == "base" and configs["pretrain"].steps == 10
+    assert configs["pretrain"].model.size == "medium" and configs["pretrain"].steps == 10
     assert configs["pretrain"].batch_size == 64 and configs["pretrain"].stdlib_chars == 200_000
     assert configs["sft"].max_steps == 10 and configs["sft"].eval.sizes == {"train": 8, "test_in_domain": 8}
     assert configs["rl"].steps == 5 and configs["rl"].num_generations == 16 and configs["rl"].init == str(tmp_path / "sft")

@@ -1,12 +1,11 @@
 """labkit.notebook: how notebooks 04 and 05 find, or make, their data and base model."""
 import json
 
-from labkit import config, pretrain
 from labkit.notebook import setup_data_and_base
 
 
 def _beside(work):
-    """Notebook 02's data and notebook 03's base model where the sequence leaves them under WORK."""
+    """Notebook 02's data and notebook 03's retrained base model where the sequence leaves them under WORK."""
     data, base = work / "02" / "data", work / "03" / "pretrain" / "model"
     data.mkdir(parents=True)
     (data / "manifest.json").write_text(json.dumps({"counts": {"train_A": 4}}))
@@ -15,7 +14,7 @@ def _beside(work):
     return data, base
 
 
-def test_in_the_sequence_it_takes_notebook_02s_data_and_03s_base(tmp_path, capsys):
+def test_in_the_sequence_it_takes_notebook_02s_data_and_03s_retrained_base(tmp_path, capsys):
     data, base = _beside(tmp_path)
     assert setup_data_and_base(tmp_path / "04", "quick") == (data, {"model.name_or_path": str(base)})
     assert "'train_A': 4" in capsys.readouterr().out
@@ -31,16 +30,8 @@ def test_on_its_own_it_synthesises_data_and_takes_a_random_tiny_model_at_smoke(t
     assert model == {"model.name_or_path": "embedded", "model.size": "tiny"}
 
 
-def test_on_its_own_above_smoke_it_pretrains_a_base_into_out(tmp_path, monkeypatch):
+def test_on_its_own_above_smoke_it_takes_the_committed_base(tmp_path):
     _beside(tmp_path)
-    (tmp_path / "03" / "pretrain" / "model" / "config.json").unlink()   # no base from notebook 03
-    trained = []
-
-    def train(cfg):
-        trained.append(cfg)
-        return tmp_path / "04" / "pretrain" / "model"
-
-    monkeypatch.setattr(pretrain, "train", train)
+    (tmp_path / "03" / "pretrain" / "model" / "config.json").unlink()   # notebook 03 did not retrain
     _, model = setup_data_and_base(tmp_path / "04", "quick")
-    assert trained == [config.resolve(pretrain.PretrainConfig, "quick", {"out_dir": str(tmp_path / "04" / "pretrain")})]
-    assert model == {"model.name_or_path": str(tmp_path / "04" / "pretrain" / "model")}
+    assert model == {"model.name_or_path": "base"}
