@@ -1,6 +1,6 @@
 """Evaluation: sample completions, run them against their tests in the sandbox, and measure pass@k.
 
-    python -m labkit eval --model runs/pretrain --splits atomic --n 10 --k 1,5,10
+    python -m labkit eval --model base --splits atomic --n 10 --k 1,5,10
     python -m labkit eval --model runs/sft --data data --splits test_in_domain,test_target
 
 The core is `evaluate_tasks(model, tokenizer, tasks, ...)`, which the SFT and RL trainers call on a model in

@@ -1,6 +1,6 @@
 """Models: one loader for the embedded default and for any local Hugging Face causal LM, with optional LoRA.
 
-    model, tokenizer = load(ModelConfig(name_or_path="runs/pretrain"), seed=0)
+    model, tokenizer = load(ModelConfig(name_or_path="base"), seed=0)
 
 `name_or_path` is "base" (the lab's committed pretrained base model, `labkit/base_model/`: what SFT, RL and
 evaluation start from by default), "embedded" (a freshly initialised Llama-style model of `size`, with the lab's

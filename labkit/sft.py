@@ -1,6 +1,6 @@
 """Supervised fine-tuning with generalisation and overfitting curves, checkpoints and crash-safe resume.
 
-    python -m labkit sft --preset quick --model runs/pretrain --data runs/data --out runs/sft
+    python -m labkit sft --preset quick --model base --data runs/data --out runs/sft
 
 Trains a causal LM on prompt -> reference body pairs drawn from a mixture of data splits (atomic functions
 and/or the synthetic pools A ⊂ B ⊂ C), with the loss on the response tokens only. Every `eval.every` steps the

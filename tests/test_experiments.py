@@ -129,7 +129,11 @@ def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
     cfg = config.resolve(experiments.FindingsConfig, "paper", {"out_dir": "/tmp/x"})
     jobs = {j.name: j for j in experiments.suite(cfg)}
     assert len([n for n in jobs if n.startswith("e1/")]) == 3 * 4      # atomic only, 2 sizes, synthetic only
-    assert jobs["e2/rl-same/s1"].after == ("data", "base", "e2/sft-start/s1")
+    assert jobs["e2/rl-same/s1"].after == ("data", "e2/sft-start/s1")   # the committed base: nothing to pretrain
+    assert jobs["e2/sft-start/s1"].overrides["model.name_or_path"] == "base" and "base" not in jobs
+    retrain = {j.name: j for j in experiments.suite(config.resolve(experiments.FindingsConfig, "paper", {
+        "out_dir": "/tmp/x", "base_model": ""}))}
+    assert retrain["e2/rl-same/s1"].after == ("data", "base", "e2/sft-start/s1")
     assert jobs["e3/rl-base/s0"].overrides["prompts"] == "atom_base,train_B"
     assert jobs["e1/atomic+1000/s2"].overrides["mixture"] == {"atom_base": 1.0, "train_B": 1.0}
     assert "--set" in jobs["e4/fine/s0"].argv() and "reward=fine" in jobs["e4/fine/s0"].argv()

@@ -71,3 +71,18 @@ def test_a_notebook_opened_on_its_own_makes_what_it_lacks(stem, tmp_path):
     assert json.loads((out / "metrics.json").read_text())
     made = out / "demo" if stem == "06_dashboard" else out / "data" / "manifest.json"
     assert made.exists()
+
+
+def test_notebook_03_retrains_on_request_and_compares_the_digests(tmp_path):
+    # At smoke the retrain is a tiny pretraining run: not the committed recipe, so the digests must differ.
+    import papermill
+
+    path = next(p for p in NOTEBOOKS if p.stem == "03_base_model")
+    out = tmp_path / "03"
+    nb = papermill.execute_notebook(str(path), str(tmp_path / path.name), cwd=str(path.parent), progress_bar=False,
+                                    parameters={"preset": "smoke", "retrain": True, "out_dir": str(out)},
+                                    execution_timeout=600)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "differs from the committed base (smoke preset)" in text
+    assert (out / "pretrain" / "model" / "model.safetensors").exists()
+    assert json.loads((out / "metrics.json").read_text())["heldout_loss"] > 0
