@@ -22,6 +22,7 @@ STAGES = {
     "eval": ("labkit.evaluate", "sample from a model and measure pass@k per split"),
     "sft": ("labkit.sft", "supervised fine-tuning with generalisation and overfitting curves"),
     "rl": ("labkit.rl", "online RL with unit-test feedback (GRPO, RLTF)"),
+    "passk": ("labkit.passk", "pass@k out to large k per model and split: does RL add abilities or sharpen them?"),
     "figures": ("labkit.viz.export", "write the dashboard's figures of run directories as PNG and HTML"),
     "regress": ("labkit.regress", "run every notebook with papermill and check its metrics against thresholds"),
     "findings": ("labkit.viz.findings", "the experiment suite over seeds; findings decided by fixed rules"),

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import json
 import os
 import random
 import sysconfig
@@ -111,6 +112,12 @@ def _load_path(path: Path, dtype: torch.dtype):
                         f"directory (e.g. the --out of `python -m labkit pretrain`), to 'base' or to 'embedded'")
     if (path / "model" / "config.json").exists() and not (path / "tokenizer_config.json").exists():
         path = path / "model"   # a labkit run directory (e.g. pretrain's --out) keeps its final model in model/
+    elif (path / "checkpoints" / "index.json").exists():
+        # an SFT or RL run directory: its last checkpoint (a model directory, or a LoRA adapter naming its base)
+        last = json.loads((path / "checkpoints" / "index.json").read_text()).get("last")
+        if last is None:
+            raise UserError(f"the run {path} has no checkpoint yet; let it reach its first evaluation")
+        path = path / "checkpoints" / last
     if (path / "adapter_config.json").exists():
         # A LoRA adapter (e.g. an SFT checkpoint): peft loads the base model it names and the adapter, which is
         # merged in, so every loaded model is a plain one (with lora.enabled a fresh adapter goes on top).

@@ -167,3 +167,16 @@ def test_a_lora_adapter_directory_loads_merged_into_its_base(tmp_path):
     assert isinstance(merged, transformers.LlamaForCausalLM)
     merged.eval()
     assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
+
+
+def test_an_sft_or_rl_run_directory_loads_its_last_checkpoint(tmp_path, tiny_model_dir):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "checkpoints" / "step-000004")
+    (run / "checkpoints" / "index.json").write_text('{"last": "step-000004"}')
+    (run / "config.json").write_text("{}")   # the stage config, not a model config
+    model, _ = models.load(ModelConfig(name_or_path=str(run), device="cpu"))
+    assert model.config.hidden_size == models.SIZES["tiny"]["hidden_size"]
+    (run / "checkpoints" / "index.json").write_text("{}")
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        models.load(ModelConfig(name_or_path=str(run), device="cpu"))
