@@ -43,6 +43,22 @@ class Job:
         return bool(self.done_file) and (self.out / self.done_file).exists()
 
 
+def start(job: Job, threads: int, log_dir: Path | None = None) -> subprocess.Popen:
+    """Start one job in its own process with `threads` torch threads, its output appended to LOG_DIR/<name>.log;
+    returns at once. Stopping it (`proc.terminate()`) leaves its run directory resumable from its last
+    checkpoint: the same job started again continues from there."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OMP_WAIT_POLICY": "PASSIVE", "TQDM_MININTERVAL": "10"}
+    log = None
+    if log_dir is not None:
+        (log_dir / job.name).parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_dir / f"{job.name}.log", "a")
+    proc = subprocess.Popen(job.argv(), env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    if log is not None:
+        log.close()   # the child holds its own copy
+    return proc
+
+
 def run_jobs(jobs: list[Job], workers: int = 2, threads: int | None = None, log_dir: Path | None = None,
              poll: float = 0.5, watch: Callable[[], None] | None = None) -> dict[str, str]:
     """Run the incomplete jobs, `workers` at a time, each after the jobs it depends on, with `threads` torch
@@ -54,8 +70,6 @@ def run_jobs(jobs: list[Job], workers: int = 2, threads: int | None = None, log_
     interrupted, the running jobs are stopped; the stages resume from their last checkpoint when run again.
     """
     threads = threads or max(1, len(os.sched_getaffinity(0)) // workers)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OMP_WAIT_POLICY": "PASSIVE", "TQDM_MININTERVAL": "10"}
     status = {j.name: "skipped" for j in jobs if j.complete()}
     pending = [j for j in jobs if j.name not in status]
     running: dict[str, tuple[subprocess.Popen, float]] = {}
@@ -74,15 +88,7 @@ def run_jobs(jobs: list[Job], workers: int = 2, threads: int | None = None, log_
                     status[job.name] = "blocked"
                     pending.remove(job)
                 elif len(running) < workers and all(status.get(a) in ("done", "skipped") for a in job.after):
-                    log = None
-                    if log_dir is not None:
-                        (log_dir / job.name).parent.mkdir(parents=True, exist_ok=True)
-                        log = open(log_dir / f"{job.name}.log", "a")
-                    proc = subprocess.Popen(job.argv(), env=env, stdout=log or subprocess.DEVNULL,
-                                            stderr=subprocess.STDOUT)
-                    if log is not None:
-                        log.close()   # the child holds its own copy
-                    running[job.name] = (proc, time.time())
+                    running[job.name] = (start(job, threads, log_dir), time.time())
                     pending.remove(job)
             if watch is not None:
                 watch()
