@@ -23,6 +23,7 @@ def run_doctor(*args, pythonpath=()):
                           text=True, env=env, cwd=ROOT, timeout=600)
 
 
+@pytest.mark.slow   # ~45 s: every stage in turn; test_the_full_plan_resolves_for_every_stage checks the plan fast
 def test_the_gpu_plan_runs_every_stage_on_the_cpu(tmp_path):
     p = run_doctor("--gpu", "--device", "cpu", "--set", "steps=4", "--set", "keep=true", "--out", tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr

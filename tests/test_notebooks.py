@@ -73,6 +73,7 @@ def test_a_notebook_opened_on_its_own_makes_what_it_lacks(stem, tmp_path):
     assert made.exists()
 
 
+@pytest.mark.slow   # ~40 s: a smoke pretraining inside the notebook; the sequence test runs 03 without retraining
 def test_notebook_03_retrains_on_request_and_compares_the_digests(tmp_path):
     # At smoke the retrain is a tiny pretraining run: not the committed recipe, so the digests must differ.
     import papermill
