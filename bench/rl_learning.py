@@ -111,20 +111,36 @@ def pass1(run: Path, split: str) -> dict[int, float]:
             if r["split"] == split and r["metric"] == "pass@1"}
 
 
-def summary(run_dirs: list[Path], steps: int) -> dict:
-    out = {"train": [], "test_in_domain": [], "steps_per_s": []}
-    for run in run_dirs:
+def rl_metric(run: Path, metric: str) -> list[float]:
+    return [r["value"] for r in runs.read_jsonl(run / "metrics.jsonl") if r["split"] == "rl" and r["metric"] == metric]
+
+
+def summary(run_dirs: dict[int, Path], steps: int) -> dict:
+    """Per seed whose results are kept: start and end of the train-prompt and test_in_domain pass@1, the room the
+    start left (1 - start), the sampled pass rate over the first and last 10 steps, the share of groups with
+    equal rewards, steps/s; then the mean rise and its spread over those seeds."""
+    done = {seed: run for seed, run in run_dirs.items() if (run / "metrics.jsonl").exists()}
+    out = {"seeds_done": sorted(done), "train": [], "test_in_domain": [], "steps_per_s": [], "room": [],
+           "sampled_pass_first10": [], "sampled_pass_last10": [], "zero_advantage_groups": []}
+    for run in done.values():
         for split in ("train", "test_in_domain"):
             curve = pass1(run, split)
             out[split].append({"start": curve[0], "end": curve[steps]})
+        out["room"].append(1 - out["train"][-1]["start"])
+        sampled = rl_metric(run, "sample_pass_rate")
+        out["sampled_pass_first10"].append(statistics.mean(sampled[:10]))
+        out["sampled_pass_last10"].append(statistics.mean(sampled[-10:]))
+        out["zero_advantage_groups"].append(statistics.mean(rl_metric(run, "zero_advantage_groups")))
         wall = max(r["wall_time"] for r in runs.read_jsonl(run / "metrics.jsonl"))
         out["steps_per_s"].append(steps / wall)
+    if not done:
+        return out
     rises = [r["end"] - r["start"] for r in out["train"]]
     moves = [r["end"] - r["start"] for r in out["test_in_domain"]]
     out.update(rise_per_seed=rises, rise_mean=statistics.mean(rises),
                rise_sd=statistics.stdev(rises) if len(rises) > 1 else 0.0,
                test_in_domain_change_per_seed=moves, test_in_domain_change_mean=statistics.mean(moves))
-    out["learns"] = out["rise_mean"] >= 0.15 and out["rise_mean"] - out["rise_sd"] > 0
+    out["learns"] = len(rises) >= 3 and out["rise_mean"] >= 0.15 and out["rise_mean"] - out["rise_sd"] > 0
     return out
 
 
@@ -139,6 +155,7 @@ def main():
     p.add_argument("--base", default="base", help="the base model: 'base' (the committed one) or a directory")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default="figures/rl_learning.json")
+    p.add_argument("--report", action="store_true", help="run nothing: summarise the runs kept so far")
     a = p.parse_args()
     a.seeds = [int(s) for s in a.seeds.split(",")]
     a.settings = a.settings.split(",")
@@ -146,7 +163,7 @@ def main():
     todo = [j for j in jobs(a) if not (j.stage == "rl" and already_kept(j))]
     rl_todo = [j for j in todo if j.stage == "rl"]
     print(f"{len(rl_todo)} RL runs to do; the others' results are in {RESULTS}")
-    if rl_todo:
+    if rl_todo and not a.report:
         run_or_raise(todo, log_dir=work / "logs", workers=a.workers, threads=1,
                      watch=lambda: [keep(j) for j in rl_todo if j.complete() and not already_kept(j)])
     run = {f"{s}/{start}/s{seed}": RESULTS / f"{s}-{start}-s{seed}" for s in a.settings for start in STARTS
@@ -157,19 +174,23 @@ def main():
               "old_settings": OLD,
               "new_settings": NEW, "labkit_defaults": {k: getattr(RLConfig(), k) for k in NEW}}
     for setting in a.settings:
-        block = {start: summary([run[f"{setting}/{start}/s{s}"] for s in a.seeds], a.steps) for start in STARTS}
+        block = {start: summary({s: run[f"{setting}/{start}/s{s}"] for s in a.seeds}, a.steps) for start in STARTS}
         result[setting] = {f"from_{start}": v for start, v in block.items()}
     result["eval_tasks"]["train_by_run"] = {
         name: json.loads((path / "prompt_filter.json").read_text())["kept"] if (path / "prompt_filter.json").exists()
-        else "the whole pool" for name, path in run.items()}
+        else "the whole pool" for name, path in run.items() if (path / "metrics.jsonl").exists()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
     for setting in a.settings:
         for start in STARTS:
             r = result[setting][f"from_{start}"]
+            if not r["seeds_done"]:
+                print(f"{setting:4s} from {start:4s}: no run kept yet")
+                continue
             print(f"{setting:4s} from {start:4s}: train pass@1 rise {r['rise_mean']:+.3f} (sd {r['rise_sd']:.3f}; "
                   f"{', '.join(f'{x:+.3f}' for x in r['rise_per_seed'])}), test_in_domain "
                   f"{r['test_in_domain_change_mean']:+.3f}, {statistics.mean(r['steps_per_s']):.2f} steps/s"
+                  f" (seeds {r['seeds_done']}; room at the start {statistics.mean(r['room']):.3f})"
                   f"{'  LEARNS' if r['learns'] else ''}")
 
     from labkit.viz import export
@@ -178,16 +199,23 @@ def main():
     for start in STARTS:
         fig = None
         for i, setting in enumerate(a.settings):   # one band per setting, named and coloured by it
-            part = seed_bands([run[f"{setting}/{start}/s{seed}"] for seed in a.seeds], split="train")
+            present = [run[f"{setting}/{start}/s{seed}"] for seed in a.seeds
+                       if (run[f"{setting}/{start}/s{seed}"] / "metrics.jsonl").exists()]
+            if not present:
+                continue
+            part = seed_bands(present, split="train")
             for trace in part.data:
                 trace.line.color = PALETTE[i]
                 if trace.fill:
                     trace.fillcolor = PALETTE[i]
                 else:
-                    trace.name = f"{setting} settings (n={len(a.seeds)})"
+                    trace.name = f"{setting} settings (n={len(present)})"
             fig = part if fig is None else fig.add_traces(part.data)
+        if fig is None:
+            continue
         figs[f"rl_learning_{start}"] = fig.update_layout(
-            title=f"RL from the {start}: greedy pass@1 on its own prompts (mean, min-max over seeds)")
+            title=f"RL from {({'sft': 'the SFT start', 'base': 'the base model'})[start]}: greedy pass@1 on its own "
+                  f"prompts (mean, min-max over seeds)")
     export.write(figs, Path(a.out).parent, html=False)
     print(f"wrote {a.out} and its figures")
 
