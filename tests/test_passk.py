@@ -90,3 +90,15 @@ def test_in_the_sequence_it_takes_the_base_and_notebook_05s_runs(tmp_path):
         (tmp_path / run / "checkpoints" / "index.json").write_text('{"last": "step-000004"}')
     assert passk.sequence_models(tmp_path) == {"base": "base", "sft": str(tmp_path / "05/sft"),
                                                "rl after sft": str(tmp_path / "05/rl/after-sft")}
+
+
+def test_the_figures_have_a_panel_per_split_and_a_line_per_model():
+    from labkit.viz import passk as vpassk
+    counts = {"base": {"s": {"a": 1, "b": 0}, "t": {"a": 0, "b": 0}}, "rl": {"s": {"a": 4, "b": 0}, "t": {"a": 1, "b": 0}}}
+    result = passk.summarise(counts, n=4, reference="base")
+    fig = vpassk.curves(result)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert len(lines) == 4 and {t.name for t in lines} == {"base", "rl"}
+    assert fig.layout.xaxis.type == "log"
+    bars = vpassk.solved_bars(result)
+    assert [b.name for b in bars.data] == ["rl: new", "rl: lost"] and list(bars.data[0].y) == [0.0, 0.5]

@@ -55,3 +55,9 @@ def solved_bars(result: dict) -> go.Figure:
                       title=f"tasks solved in some of {result['n']} samples that {ref} never solves (up) "
                             f"and the reverse (down)", yaxis_title="share of the split's tasks")
     return fig
+
+
+def write(result: dict, out_dir, html: bool = False) -> list:
+    """passk.png (the curves) and passk-solved.png beside a passk.json (the committed ones: into figures/)."""
+    from labkit.viz import export
+    return export.write({"passk": curves(result), "passk-solved": solved_bars(result)}, out_dir, html=html)
