@@ -13,8 +13,9 @@ standard error over tasks. From those counts:
 
 * the crossover: for each pair of models, the smallest k at which the one behind at k=1 has caught up;
 * the solved sets: a task is solved at some k when c > 0. "New abilities" are the tasks a model solves that the
-  reference model (`reference`, the base by default) solves in none of its n samples; the reverse are the
-  abilities it lost. Both are shares of the split's tasks — at finite n, a lower bound on what either can do.
+  model it is measured against solves in none of its n samples (its start: `against`, e.g. RL after SFT against
+  the SFT checkpoint; by default `reference`, the base); the reverse are the abilities it lost. Both are shares
+  of the split's tasks — at finite n, a lower bound on what either can do.
 
 Writes OUT/passk.json (per model and split: k, pass@k, its standard error, the per-task counts) and prints a
 table. Notebook 08 draws it (`labkit.viz.passk`).
@@ -39,7 +40,8 @@ from labkit.files import write_json
 class PassKConfig:
     # label -> model: "base" (committed), a model directory, or an SFT/RL run directory (its last checkpoint)
     models: dict[str, str] = field(default_factory=lambda: {"base": "base"})
-    reference: str = "base"          # the label "new abilities" are measured against
+    reference: str = "base"          # the label "new abilities" are measured against ...
+    against: dict[str, str] = field(default_factory=dict)   # ... unless named here: {"rl after sft": "sft"}
     data_dir: str = ""
     splits: list[str] = field(default_factory=lambda: ["test_in_domain", "test_target"])
     limit: int = 90                  # tasks per split (the first ones, an equal share per kind); 0 = all
@@ -128,36 +130,37 @@ def first_tasks(task_list: list, limit: int) -> list:
     return [t for kind in kinds for t in [t for t in task_list if t.kind == kind][:share]][:limit]
 
 
-def summarise(counts: dict[str, dict[str, dict[str, int]]], n: int, reference: str) -> dict:
-    """The curves, crossovers and solved sets of per-task counts {model: {split: {task: c}}}."""
-    out: dict[str, Any] = {"n": n, "reference": reference, "models": {}, "crossover": {}, "solved": {}}
+def summarise(counts: dict[str, dict[str, dict[str, int]]], n: int, reference: str,
+              against: dict[str, str] | None = None) -> dict:
+    """The curves, crossovers and solved sets of per-task counts {model: {split: {task: c}}}; each model is
+    measured against `against[model]`, else against `reference`."""
+    against = {label: (against or {}).get(label, reference) for label in counts if label != reference}
+    out: dict[str, Any] = {"n": n, "reference": reference, "against": against, "models": {}, "crossover": {},
+                           "solved": {}}
     for label, by_split in counts.items():
         out["models"][label] = {split: {**curve(list(c.values()), n), "counts": c} for split, c in by_split.items()}
     labels = list(counts)
     for split in next(iter(counts.values())):
         out["crossover"][split] = {f"{a} vs {b}": crossover(out["models"][a][split], out["models"][b][split])
                                    for i, a in enumerate(labels) for b in labels[i + 1:]}
-        if reference in counts:
-            out["solved"][split] = {label: solved_sets(counts[label][split], counts[reference][split])
-                                    for label in labels if label != reference}
+        out["solved"][split] = {label: solved_sets(counts[label][split], counts[other][split])
+                                for label, other in against.items() if other in counts}
     return out
 
 
 def describe(result: dict, split: str) -> list[str]:
-    """Plain sentences on one split: each model against the reference at k=1 and at k=n, where the curves
-    cross, and the solved sets. A gap within two standard errors is called level."""
-    ref, n, lines = result["reference"], result["n"], []
+    """Plain sentences on one split: each model against the model it is measured against, at k=1 and at k=n,
+    where the curves cross, and the solved sets. A gap within two standard errors is called level."""
+    n, lines = result["n"], []
     curves = {label: by_split[split] for label, by_split in result["models"].items()}
-    if ref not in curves:
-        return lines
 
     def compare(a, b, i):
         gap = curves[a]["pass"][i] - curves[b]["pass"][i]
         noise = 2 * math.hypot(curves[a]["se"][i], curves[b]["se"][i])
         return "level with" if abs(gap) <= noise else "ahead of" if gap > 0 else "behind"
 
-    for label in curves:
-        if label == ref:
+    for label, ref in result["against"].items():
+        if ref not in curves:
             continue
         a, b = curves[label], curves[ref]
         text = (f"{split}: {label} is {compare(label, ref, 0)} {ref} at k=1 ({a['pass'][0]:.3f} vs {b['pass'][0]:.3f}) "
@@ -183,6 +186,9 @@ def measure(cfg: PassKConfig) -> dict:
     if cfg.reference not in cfg.models:
         raise UserError(f"reference={cfg.reference!r} is not one of the models ({', '.join(cfg.models)}); "
                         f"set reference to the label new abilities are measured against")
+    bad = {k: v for k, v in cfg.against.items() if k not in cfg.models or v not in cfg.models}
+    if bad:
+        raise UserError(f"against={bad} names labels that are not models ({', '.join(cfg.models)})")
     task_lists = {s: first_tasks(evaluate.split_tasks(s, cfg.data_dir, cfg.seed), cfg.limit) for s in cfg.splits}
     counts: dict[str, dict[str, dict[str, int]]] = {}
     for label, path in cfg.models.items():
@@ -196,7 +202,7 @@ def measure(cfg: PassKConfig) -> dict:
             print(f"passk: {label:>14s} {split:16s} {len(task_list):4d} tasks x {cfg.n}: pass@1 "
                   f"{c['pass'][0]:.3f}  pass@{cfg.n} {c['pass'][-1]:.3f}  ({time.time() - t0:.0f} s)", flush=True)
     kinds = {split: {t.id: t.kind for t in task_list} for split, task_list in task_lists.items()}
-    result = summarise(by_kind(counts, kinds), cfg.n, cfg.reference)
+    result = summarise(by_kind(counts, kinds), cfg.n, cfg.reference, cfg.against)
     result["config"], result["command"] = config.to_dict(cfg), command(cfg)
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(cfg.out_dir) / "passk.json", result)

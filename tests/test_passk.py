@@ -61,8 +61,19 @@ def test_the_stage_writes_curves_counts_crossovers_and_solved_sets(tiny_model_di
 def test_bad_input_exits_2_with_the_fix(tiny_model_dir, tmp_path, capsys):
     code = cli.main(["passk", "--set", f'models={{"sft": "{tiny_model_dir}"}}', "--out", str(tmp_path)])
     assert code == 2 and "reference='base' is not one of the models" in capsys.readouterr().err
+    code = cli.main(["passk", "--set", 'against={"rl": "sft"}', "--out", str(tmp_path)])
+    assert code == 2 and "names labels that are not models" in capsys.readouterr().err
     code = cli.main(["passk", "--set", "n=0", "--out", str(tmp_path)])
     assert code == 2 and "n >= 1" in capsys.readouterr().err
+
+
+def test_each_model_is_measured_against_its_start_where_named():
+    counts = {"base": {"t": {"a": 0, "b": 0}}, "sft": {"t": {"a": 2, "b": 0}}, "rl": {"t": {"a": 4, "b": 1}}}
+    result = passk.summarise(counts, n=4, reference="base", against={"rl": "sft"})
+    assert result["against"] == {"sft": "base", "rl": "sft"}
+    assert result["solved"]["t"]["rl"] == {"new": 0.5, "lost": 0.0, "tasks": 2}
+    assert [line.split(" is ")[0] for line in passk.describe(result, "t")] == ["t: sft", "t: rl"]
+    assert "than" not in passk.describe(result, "t")[1] and " sft at k=1" in passk.describe(result, "t")[1]
 
 
 def test_describe_says_who_leads_where_the_curves_meet_and_what_was_gained():
@@ -101,4 +112,4 @@ def test_the_figures_have_a_panel_per_split_and_a_line_per_model():
     assert len(lines) == 4 and {t.name for t in lines} == {"base", "rl"}
     assert fig.layout.xaxis.type == "log"
     bars = vpassk.solved_bars(result)
-    assert [b.name for b in bars.data] == ["rl: new", "rl: lost"] and list(bars.data[0].y) == [0.0, 0.5]
+    assert [b.name for b in bars.data] == ["rl vs base: new", "rl vs base: lost"] and list(bars.data[0].y) == [0.0, 0.5]

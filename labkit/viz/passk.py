@@ -41,19 +41,19 @@ def curves(result: dict, splits: list[str] | None = None) -> go.Figure:
 
 
 def solved_bars(result: dict) -> go.Figure:
-    """Per split, the share of tasks each model solves at some k that the reference never does, and the reverse."""
+    """Per split, the share of tasks each model solves at some k that the model it is measured against never
+    does (up), and the reverse (down)."""
     fig = go.Figure()
-    ref = result["reference"]
-    for j, label in enumerate(l for l in result["models"] if l != ref):
+    for j, (label, other) in enumerate(result["against"].items()):
         splits = [s for s, by in result["solved"].items() if label in by]
         color = PALETTE[(j + 1) % len(PALETTE)]
-        fig.add_bar(x=splits, y=[result["solved"][s][label]["new"] for s in splits], name=f"{label}: new",
-                    marker_color=color)
-        fig.add_bar(x=splits, y=[-result["solved"][s][label]["lost"] for s in splits], name=f"{label}: lost",
-                    marker_color=_rgba(color, 0.45))
-    fig.update_layout(barmode="relative", template="plotly_white", height=380,
-                      title=f"tasks solved in some of {result['n']} samples that {ref} never solves (up) "
-                            f"and the reverse (down)", yaxis_title="share of the split's tasks")
+        fig.add_bar(x=splits, y=[result["solved"][s][label]["new"] for s in splits],
+                    name=f"{label} vs {other}: new", marker_color=color)
+        fig.add_bar(x=splits, y=[-result["solved"][s][label]["lost"] for s in splits],
+                    name=f"{label} vs {other}: lost", marker_color=_rgba(color, 0.45))
+    fig.update_layout(barmode="relative", template="plotly_white", height=380, yaxis_title="share of the split's tasks",
+                      title=f"tasks a model solves in some of {result['n']} samples that its start never solves (up), "
+                            f"and the reverse (down)")
     return fig
 
 
