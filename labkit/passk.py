@@ -226,6 +226,11 @@ def run_cli(cfg: PassKConfig, args) -> int:
     return 0
 
 
+def sequence_against(chosen: dict[str, str]) -> dict[str, str]:
+    """RL after SFT is measured against the SFT checkpoint it started from, when both are among the models."""
+    return {"rl after sft": "sft"} if {"rl after sft", "sft"} <= set(chosen) else {}
+
+
 def sequence_models(work: Path) -> dict[str, str]:
     """In the notebook sequence under WORK: the base (notebook 03's retrain, else the committed one) and the runs
     of notebook 05 that exist: its SFT start, RL after SFT and RL from the base."""

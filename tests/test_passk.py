@@ -113,3 +113,8 @@ def test_the_figures_have_a_panel_per_split_and_a_line_per_model():
     assert fig.layout.xaxis.type == "log"
     bars = vpassk.solved_bars(result)
     assert [b.name for b in bars.data] == ["rl vs base: new", "rl vs base: lost"] and list(bars.data[0].y) == [0.0, 0.5]
+
+
+def test_in_the_sequence_rl_after_sft_is_measured_against_sft():
+    assert passk.sequence_against({"base": "base", "sft": "a", "rl after sft": "b"}) == {"rl after sft": "sft"}
+    assert passk.sequence_against({"base": "base", "rl after sft": "b"}) == {}
