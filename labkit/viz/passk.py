@@ -21,19 +21,21 @@ def curves(result: dict, splits: list[str] | None = None) -> go.Figure:
     cols = min(3, len(splits))
     rows = -(-len(splits) // cols)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=splits, shared_yaxes=True,
-                        horizontal_spacing=0.05, vertical_spacing=0.12)
+                        horizontal_spacing=0.05, vertical_spacing=0.14)
     for i, split in enumerate(splits):
         row, col = i // cols + 1, i % cols + 1
         for j, label in enumerate(labels):
             c, color = result["models"][label][split], PALETTE[j % len(PALETTE)]
             hi = [p + s for p, s in zip(c["pass"], c["se"])]
             lo = [max(0.0, p - s) for p, s in zip(c["pass"], c["se"])]
-            fig.add_scatter(x=c["k"] + c["k"][::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(color, 0.15),
+            fig.add_scatter(x=c["k"] + c["k"][::-1], y=hi + lo[::-1], mode="lines", fill="toself",
+                            fillcolor=_rgba(color, 0.15),
                             line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=label,
                             row=row, col=col)
             fig.add_scatter(x=c["k"], y=c["pass"], mode="lines+markers", name=label, legendgroup=label,
                             showlegend=i == 0, line=dict(color=color), row=row, col=col)
-    fig.update_xaxes(type="log", dtick=0.30103, title_text="k (samples)")   # ticks at powers of two
+    fig.update_xaxes(type="log", dtick=0.30103)   # ticks at powers of two
+    fig.update_xaxes(title_text="k (samples)", row=rows)
     fig.update_yaxes(range=[0, 1], title_text="pass@k", col=1)
     fig.update_layout(title=f"pass@k out to k={result['n']}: does the base catch up at large k?",
                       template="plotly_white", height=330 * rows, legend=dict(orientation="h", y=-0.12))
