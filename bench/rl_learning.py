@@ -27,6 +27,7 @@ import statistics
 from pathlib import Path
 
 from labkit import runs
+from labkit.files import write_json
 from labkit.jobs import Job, run_or_raise
 from labkit.rl import RLConfig
 
@@ -92,8 +93,7 @@ def keep(job: Job) -> None:
     for name in ("config.json", "prompt_filter.json"):
         if (job.out / name).exists():
             shutil.copy(job.out / name, dest / name)
-    (dest / "job.json").write_text(json.dumps({"name": job.name, "overrides": job.overrides}, indent=1,
-                                              sort_keys=True) + "\n")
+    write_json(dest / "job.json", {"name": job.name, "overrides": job.overrides})
 
 
 def already_kept(job: Job) -> bool:
@@ -164,8 +164,13 @@ def main():
     rl_todo = [j for j in todo if j.stage == "rl"]
     print(f"{len(rl_todo)} RL runs to do; the others' results are in {RESULTS}")
     if rl_todo and not a.report:
-        run_or_raise(todo, log_dir=work / "logs", workers=a.workers, threads=1,
-                     watch=lambda: [keep(j) for j in rl_todo if j.complete() and not already_kept(j)])
+        waiting = list(rl_todo)
+
+        def keep_finished():   # the runner's watch: each finished run is kept once
+            for job in [j for j in waiting if j.complete()]:
+                keep(job)
+                waiting.remove(job)
+        run_or_raise(todo, log_dir=work / "logs", workers=a.workers, threads=1, watch=keep_finished)
     run = {f"{s}/{start}/s{seed}": RESULTS / f"{s}-{start}-s{seed}" for s in a.settings for start in STARTS
            for seed in a.seeds}
 

@@ -52,8 +52,9 @@ def verify(model_dir: Path, dest: Path = BASE_DIR) -> dict[str, bool]:
     return {name: have[name] == want.get(name) for name in DIGESTED}
 
 
-def publish(run_dir: Path, dest: Path = BASE_DIR, threads: int | None = None) -> Path:
-    """Replace `dest` with the final model of a finished pretraining run, its curves, config and digests."""
+def publish(run_dir: Path, threads: int, dest: Path = BASE_DIR) -> Path:
+    """Replace `dest` with the final model of a finished pretraining run, its curves, config and digests;
+    `threads`: the torch threads it trained with (the rebuild needs the same)."""
     run_dir, dest = Path(run_dir), Path(dest)
     model_dir = run_dir / "model"
     if not (model_dir / "model.safetensors").exists():
@@ -65,8 +66,7 @@ def publish(run_dir: Path, dest: Path = BASE_DIR, threads: int | None = None) ->
     shutil.copy(run_dir / "config.json", tmp / "pretrain_config.json")
     sums = digests(tmp)
     write_atomic(tmp / "SHA256SUMS", "".join(f"{d}  {name}\n" for name, d in sums.items()))
-    write_atomic(tmp / "README.md", readme(run_dir, sums, threads or int(os.environ.get("OMP_NUM_THREADS", "0")
-                                                                              or os.cpu_count())))
+    write_atomic(tmp / "README.md", readme(run_dir, sums, threads))
     shutil.rmtree(dest, ignore_errors=True)
     os.replace(tmp, dest)
     return dest

@@ -113,8 +113,8 @@ class FindingsConfig:
         # Decides the findings on the 2-core CPU: 3 seeds, the whole suite, 38 jobs (its time: README).
         "paper": {"sft": EVAL, "rl": EVAL},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
-        "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_model": "", "base_preset": "full",
-                 "stage_preset": "full", "seeds": [0, 1, 2, 3, 4], "sizes": [100, 300, 1000, 3000, 10000],
+        "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_model": "",
+                 "base_preset": "full", "stage_preset": "full", "seeds": [0, 1, 2, 3, 4], "sizes": [100, 300, 1000, 3000, 10000],
                  "sft_steps": 4000, "rl_init_steps": 1000, "rl_steps": 500, "rl_base_steps": 500,
                  "threads": 8, "workers": 1},
     }

@@ -1,4 +1,5 @@
-"""What the training notebooks (04 SFT, 05 RL) do before they train: find, or make, their data and base model.
+"""What the notebooks share: how 04 (SFT) and 05 (RL) find, or make, their data and base model, and which of the
+sequence's models notebook 08 compares.
 
 In the sequence (by hand or under `regress`) a notebook writing into OUT finds notebook 02's data in
 OUT/../02/data, unless its `data_dir` parameter names another; opened on its own it synthesises the data at its
@@ -24,14 +25,34 @@ def setup_data_and_base(out, preset: str, data_dir: str = "", base_model: str = 
             raise RuntimeError(f"synthesising the data into {data} failed (its error is printed above)")
     print("data:", data, json.loads((data / "manifest.json").read_text())["counts"])
 
-    retrained = out.parent / "03" / "pretrain" / "model"
     if base_model:
         model = {"model.name_or_path": base_model}
-    elif (retrained / "config.json").exists():
-        model = {"model.name_or_path": str(retrained)}
+    elif retrained_base(out.parent):
+        model = {"model.name_or_path": retrained_base(out.parent)}
     elif preset == "smoke":
         model = {"model.name_or_path": "embedded", "model.size": "tiny"}
     else:
         model = {"model.name_or_path": "base"}
     print("base model:", model)
     return data, model
+
+
+def retrained_base(work) -> str:
+    """Notebook 03's retrained base model in the sequence under WORK, if it retrained one; else ""."""
+    path = Path(work) / "03" / "pretrain" / "model"
+    return str(path) if (path / "config.json").exists() else ""
+
+
+def sequence_models(work) -> dict[str, str]:
+    """Notebook 08's models in the sequence under WORK: the base (03's retrain, else the committed one) and the
+    runs of notebook 05 that exist: its SFT start, RL after SFT and RL from the base."""
+    out = {"base": retrained_base(work) or "base"}
+    for label, path in (("sft", "05/sft"), ("rl after sft", "05/rl/after-sft"), ("rl from base", "05/rl/from-base")):
+        if (Path(work) / path / "checkpoints" / "index.json").exists():
+            out[label] = str(Path(work) / path)
+    return out
+
+
+def sequence_against(chosen: dict[str, str]) -> dict[str, str]:
+    """RL after SFT is measured against the SFT checkpoint it started from, when both are among the models."""
+    return {"rl after sft": "sft"} if {"rl after sft", "sft"} <= set(chosen) else {}

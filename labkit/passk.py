@@ -226,23 +226,6 @@ def run_cli(cfg: PassKConfig, args) -> int:
     return 0
 
 
-def sequence_against(chosen: dict[str, str]) -> dict[str, str]:
-    """RL after SFT is measured against the SFT checkpoint it started from, when both are among the models."""
-    return {"rl after sft": "sft"} if {"rl after sft", "sft"} <= set(chosen) else {}
-
-
-def sequence_models(work: Path) -> dict[str, str]:
-    """In the notebook sequence under WORK: the base (notebook 03's retrain, else the committed one) and the runs
-    of notebook 05 that exist: its SFT start, RL after SFT and RL from the base."""
-    work = Path(work)
-    retrained = work / "03" / "pretrain" / "model"
-    out = {"base": str(retrained) if (retrained / "config.json").exists() else "base"}
-    for label, path in (("sft", "05/sft"), ("rl after sft", "05/rl/after-sft"), ("rl from base", "05/rl/from-base")):
-        if (work / path / "checkpoints" / "index.json").exists():
-            out[label] = str(work / path)
-    return out
-
-
 REFERENCE = Path(__file__).resolve().parent.parent / "figures" / "passk.json"   # the committed measurement
 
 

@@ -5,7 +5,9 @@
 The corpus is function definitions from the standard library that ships with the interpreter and every atomic
 task exactly as the later stages format it (prompt + reference body, once per phrasing), repeated
 `atomic_repeat` times: that repetition is what gives the base model a prior on the atomic functions
-(DESIGN §2.3). Synthetic composites are never part of it, so the base model has not seen any test function.
+(DESIGN §2.3). With `phrase_first` every atom also comes as often with its phrase above its name (a `# phrase`
+comment, then the function): the direction, phrase -> name, that a composite's body needs. Synthetic
+composites are never part of it, so the base model has not seen any test function.
 
 Documents are tokenised, joined with eos and packed into fixed blocks of `seq_len` tokens. Training is plain
 causal-LM loss with AdamW, linear warmup then cosine decay, and gradient clipping, driven by the shared
@@ -35,6 +37,10 @@ from labkit.models import ModelConfig, atomic_documents, load, n_params, phrase_
 from labkit.config import UserError
 
 
+_QUICK = {"model.size": "small", "steps": 700, "batch_size": 16, "seq_len": 256, "warmup": 50, "eval_every": 100,
+          "save_every": 100, "stdlib_chars": 2_000_000, "atomic_repeat": 10}
+
+
 @dataclass
 class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -60,13 +66,10 @@ class PretrainConfig:
         "smoke": {"model.size": "tiny", "steps": 60, "batch_size": 8, "seq_len": 128, "warmup": 10,
                   "eval_every": 20, "eval_blocks": 4, "save_every": 30, "stdlib_chars": 100_000,
                   "atomic_repeat": 3},
-        "quick": {"model.size": "small", "steps": 700, "batch_size": 16, "seq_len": 256, "warmup": 50,
-                  "eval_every": 100, "save_every": 100, "stdlib_chars": 2_000_000, "atomic_repeat": 10},
+        "quick": _QUICK,
         # The committed base model (labkit/base_model/, loaded as "base"): quick's run with the atoms also written
-        # phrase-first, which raised its greedy atom_base pass@1 from 0.70 to 0.88 (README).
-        "embedded": {"model.size": "small", "steps": 700, "batch_size": 16, "seq_len": 256, "warmup": 50,
-                     "eval_every": 100, "save_every": 100, "stdlib_chars": 2_000_000, "atomic_repeat": 10,
-                     "phrase_first": True},
+        # phrase-first (what that changes: README, "The base model").
+        "embedded": {**_QUICK, "phrase_first": True},
         "full": {"model.size": "medium", "steps": 20_000, "batch_size": 64, "seq_len": 512, "lr": 1e-3,
                  "warmup": 500, "eval_every": 500, "eval_blocks": 64, "save_every": 1000,
                  "stdlib_chars": 40_000_000, "atomic_repeat": 50},
@@ -227,7 +230,7 @@ def run_cli(cfg: PretrainConfig, args) -> int:
     print(f"pretrain: done in {time.time() - t0:.0f} s; held-out loss {losses[('heldout', 'loss')]:.3f}, "
           f"atomic loss {losses[('atomic', 'loss')]:.3f}; model in {final}")
     if args.publish:
-        print(f"pretrain: published as the committed base model in {base.publish(Path(cfg.out_dir))}")
+        print(f"pretrain: published as the committed base model in {base.publish(Path(cfg.out_dir), torch.get_num_threads())}")
     if args.verify:
         same = base.verify(final)
         for name, ok in same.items():

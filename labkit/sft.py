@@ -34,7 +34,7 @@ from labkit.models import ModelConfig, base_model, load
 
 @dataclass
 class SFTConfig:
-    model: ModelConfig = field(default_factory=base_model)   # the base model (a directory) + LoRA
+    model: ModelConfig = field(default_factory=base_model)   # the committed base or a model directory, + LoRA
     data_dir: str = "runs/data"            # output of `python -m labkit synth`
     out_dir: str = "runs/sft"              # the run directory (re-run to resume)
     # Data mixture: split -> weight. Each epoch holds round(weight * len(split)) examples of the split:

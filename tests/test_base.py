@@ -54,7 +54,7 @@ def _run_dir(tmp_path, tiny_model_dir):
 
 def test_publish_then_verify_round_trips(tmp_path, tiny_model_dir):
     run, dest = _run_dir(tmp_path, tiny_model_dir), tmp_path / "committed"
-    base.publish(run, dest, threads=2)
+    base.publish(run, threads=2, dest=dest)
     assert base.verify(run / "model", dest) == {name: True for name in base.DIGESTED}
     assert "OMP_NUM_THREADS=2" in (dest / "README.md").read_text()
     model, _ = models.load(models.ModelConfig(name_or_path=str(dest), device="cpu"))

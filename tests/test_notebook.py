@@ -1,7 +1,7 @@
-"""labkit.notebook: how notebooks 04 and 05 find, or make, their data and base model."""
+"""labkit.notebook: how notebooks 04 and 05 find, or make, their data and base model; 08's models."""
 import json
 
-from labkit.notebook import setup_data_and_base
+from labkit.notebook import sequence_against, sequence_models, setup_data_and_base
 
 
 def _beside(work):
@@ -35,3 +35,16 @@ def test_on_its_own_above_smoke_it_takes_the_committed_base(tmp_path):
     (tmp_path / "03" / "pretrain" / "model" / "config.json").unlink()   # notebook 03 did not retrain
     _, model = setup_data_and_base(tmp_path / "04", "quick")
     assert model == {"model.name_or_path": "base"}
+
+
+def test_notebook_08_takes_the_base_and_notebook_05s_runs(tmp_path):
+    for run in ("05/sft", "05/rl/after-sft"):
+        (tmp_path / run / "checkpoints").mkdir(parents=True)
+        (tmp_path / run / "checkpoints" / "index.json").write_text('{"last": "step-000004"}')
+    assert sequence_models(tmp_path) == {"base": "base", "sft": str(tmp_path / "05/sft"),
+                                         "rl after sft": str(tmp_path / "05/rl/after-sft")}
+
+
+def test_notebook_08_measures_rl_after_sft_against_sft():
+    assert sequence_against({"base": "base", "sft": "a", "rl after sft": "b"}) == {"rl after sft": "sft"}
+    assert sequence_against({"base": "base", "rl after sft": "b"}) == {}

@@ -95,14 +95,6 @@ def test_the_command_names_every_changed_key():
                                   "--set 'n=8'")
 
 
-def test_in_the_sequence_it_takes_the_base_and_notebook_05s_runs(tmp_path):
-    for run in ("05/sft", "05/rl/after-sft"):
-        (tmp_path / run / "checkpoints").mkdir(parents=True)
-        (tmp_path / run / "checkpoints" / "index.json").write_text('{"last": "step-000004"}')
-    assert passk.sequence_models(tmp_path) == {"base": "base", "sft": str(tmp_path / "05/sft"),
-                                               "rl after sft": str(tmp_path / "05/rl/after-sft")}
-
-
 def test_the_figures_have_a_panel_per_split_and_a_line_per_model():
     from labkit.viz import passk as vpassk
     counts = {"base": {"s": {"a": 1, "b": 0}, "t": {"a": 0, "b": 0}}, "rl": {"s": {"a": 4, "b": 0}, "t": {"a": 1, "b": 0}}}
@@ -113,8 +105,3 @@ def test_the_figures_have_a_panel_per_split_and_a_line_per_model():
     assert fig.layout.xaxis.type == "log"
     bars = vpassk.solved_bars(result)
     assert [b.name for b in bars.data] == ["rl vs base: new", "rl vs base: lost"] and list(bars.data[0].y) == [0.0, 0.5]
-
-
-def test_in_the_sequence_rl_after_sft_is_measured_against_sft():
-    assert passk.sequence_against({"base": "base", "sft": "a", "rl after sft": "b"}) == {"rl after sft": "sft"}
-    assert passk.sequence_against({"base": "base", "rl after sft": "b"}) == {}
