@@ -232,6 +232,24 @@ class Candidate:
     shorter: list[list[str]]
 
 
+def atom_calls(graph: Graph) -> list[Task]:
+    """The call-form atomic tasks: every atom in every phrasing as a one-step composite (its source in the
+    context, a `task_...` header, the phrase as the docstring, `return atom(args)` as the body). They are what
+    links an atom's phrase to its name in a call position, which `atom_base` (name -> phrase -> body) never
+    shows, so a held-out atom can be composed at all (DESIGN §2.5). Atomic data: never in pretraining."""
+    out = []
+    for name, spec in graph.specs.items():
+        header = f"def {entry_name([name], set())}({', '.join(f'{p}: {t}' for p, t in spec.params)}) -> {spec.returns}:"
+        fill = {p: p for p, _ in spec.params}
+        for i, template in enumerate(spec.prompts):
+            out.append(Task(id=f"call/{name}/{i}", split="atom_call",
+                            prompt=tasks.format_prompt(header, _cap(template.format(**fill)) + "."),
+                            entry_point=header[4:header.index("(")], solution=call_body(graph, [name]),
+                            tests=[dict(t) for t in spec.tests], atoms=[name], depth=1,
+                            context=context_for(graph, [name])))
+    return out
+
+
 def make_candidate(graph: Graph, chain: list[str], cfg, rng: random.Random, taken: set[str]):
     first = graph.specs[chain[0]]
     kinds = [t for _, t in first.params]

@@ -108,6 +108,13 @@ def metrics(samples: list[dict], task_list: list[tasks.Task], n: int, ks: list[i
         out["pass@1"] = len(passed) / len(task_list)
         # Its standard error over tasks: a difference of two runs is only read as one beyond about two of these.
         out["pass@1_se"] = math.sqrt(out["pass@1"] * (1 - out["pass@1"]) / len(task_list))
+        # test_target mixes kinds (held-out atoms, pairs, deeper chains) that differ by an order of magnitude:
+        # each kind gets its own pass@1 and standard error (`pass@1/held_out_atom`, ...).
+        kinds = Counter(t.kind for t in task_list)
+        if len(kinds) > 1:
+            for kind, size in sorted(kinds.items()):
+                p = sum(t.id in passed for t in task_list if t.kind == kind) / size
+                out[f"pass@1/{kind or 'other'}"], out[f"pass@1_se/{kind or 'other'}"] = p, math.sqrt(p * (1 - p) / size)
     if n:
         correct = Counter(s["task_id"] for s in samples if s["mode"] == "sample" and s["status"] == "pass")
         for k in ks:

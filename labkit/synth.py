@@ -28,7 +28,7 @@ Response styles (config `style`):
   needs no context, and is much harder for a tiny model.
 
 Split rule (tested in tests/test_synth.py): `atom_base` holds every atom (held-out ones included) in every
-phrasing; train_A ⊂ train_B ⊂ train_C and test_in_domain contain no held-out atom and no held-out pair and have
+phrasing, and so does `atom_call` (the same atoms as one-step `call`-style composites: phrase -> `return atom(x)`); train_A ⊂ train_B ⊂ train_C and test_in_domain contain no held-out atom and no held-out pair and have
 depth 2..max_depth; test_target holds composites with a held-out atom (kind held_out_atom), with a held-out
 adjacent pair but no held-out atom (held_out_pair), and of depth target_depth > max_depth without either
 (deeper). No function appears twice across train_C, test_in_domain and test_target.
@@ -51,7 +51,7 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from labkit import atomic, config, files, tasks
-from labkit.compose import Candidate, Graph, Rule, count_chains, hold_out, make_candidate, test_inputs, walk
+from labkit.compose import Candidate, Graph, Rule, atom_calls, count_chains, hold_out, make_candidate, test_inputs, walk
 from labkit.tasks import Task
 from labkit.validation import DIGEST_CHARS, HARNESS, SETTINGS, validate
 
@@ -251,6 +251,7 @@ def synthesize(cfg: SynthConfig, progress: bool = True) -> dict:
     train_c = in_domain[cfg.n_in_domain:]
     splits = {
         "atom_base": tasks.atom_base(specs),
+        "atom_call": atom_calls(graph),
         "train_A": train_c[:cfg.pool_a], "train_B": train_c[:cfg.pool_b], "train_C": train_c,
         "test_in_domain": in_domain[:cfg.n_in_domain],
         "test_target": [dataclasses.replace(t, kind=kind) for kind in tasks.KINDS for t in made[kind]],

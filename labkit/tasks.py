@@ -17,8 +17,8 @@ from pathlib import Path
 
 from labkit.config import UserError
 
-SPLITS = ("atom_base", "train_A", "train_B", "train_C", "test_in_domain", "test_target")
-TRAIN_SPLITS = ("atom_base", "train_A", "train_B", "train_C")   # what SFT and RL may train on
+SPLITS = ("atom_base", "atom_call", "train_A", "train_B", "train_C", "test_in_domain", "test_target")
+TRAIN_SPLITS = ("atom_base", "atom_call", "train_A", "train_B", "train_C")   # what SFT and RL may train on
 KINDS = ("held_out_atom", "held_out_pair", "deeper")             # the kinds of test_target tasks (DESIGN §3)
 
 

@@ -66,6 +66,21 @@ def test_metrics_count_exactly():
     assert m["pass@2"] == pytest.approx((pass_at_k(4, 2, 2) + pass_at_k(4, 1, 2)) / 2)
     assert "pass@8" not in m                                  # k > n is not estimable
     assert m["status/pass"] == 4 / 10 and m["error/IndexError"] == 1 / 10 and m["parse_rate"] == 9 / 10
+    assert not any("/held" in name for name in m)             # one kind: no per-kind lines
+
+
+def test_metrics_split_pass_at_1_by_kind():
+    kinds = ["held_out_atom", "held_out_atom", "deeper", "deeper", "deeper"]
+    task_list = [tasks.Task(id=f"t{i}", split="test_target", prompt="", entry_point="f", solution="", tests=[],
+                            atoms=[], depth=1, kind=k) for i, k in enumerate(kinds)]
+    passed = {"t0", "t2", "t3"}
+    samples = [{"task_id": t.id, "mode": "greedy", "status": "pass" if t.id in passed else "fail", "completion": "x",
+                "parses": True, "verdict": {"tests_passed": 0, "tests_total": 1, "error_type": None}}
+               for t in task_list]
+    m = evaluate.metrics(samples, task_list, n=0, ks=[], greedy=True)
+    assert m["pass@1"] == 3 / 5
+    assert m["pass@1/held_out_atom"] == 1 / 2 and m["pass@1/deeper"] == 2 / 3
+    assert m["pass@1_se/deeper"] == pytest.approx((2 / 3 * 1 / 3 / 3) ** 0.5)
 
 
 def test_evaluate_tasks_samples_cuts_and_judges(tiny_llama, atom_tasks):

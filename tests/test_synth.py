@@ -51,13 +51,13 @@ def test_counts_and_nested_pools(smoke):
         {k: cfg.n_target for k in tasks.KINDS}
     assert all(t.split == s for s in tasks.SPLITS for t in splits[s])
     specs = atomic.library(cfg.seed, cfg.n_tests)
-    assert len(splits["atom_base"]) == sum(len(s.prompts) for s in specs)
+    assert len(splits["atom_base"]) == len(splits["atom_call"]) == sum(len(s.prompts) for s in specs)
     assert all(len(t.tests) >= 5 for s in tasks.SPLITS for t in splits[s])
 
 
 def test_every_record_passes_its_tests_in_the_sandbox(smoke):
     _, _, _, splits = smoke
-    records = [t for s in ("atom_base", "train_C", "test_in_domain", "test_target") for t in splits[s]]
+    records = [t for s in ("atom_base", "atom_call", "train_C", "test_in_domain", "test_target") for t in splits[s]]
     verdicts = sandbox.run_many([tasks.program(t, t.solution) for t in records],
                                 [tasks.test_snippets(t) for t in records], timeout=5)
     failed = [(t.id, v.status, v.stderr[-300:]) for t, v in zip(records, verdicts) if v.status != "pass"]
@@ -80,6 +80,14 @@ def test_split_rule_held_out_atoms_pairs_and_depth(smoke):
     held_pairs = {tuple(p) for p in manifest["held_out_pairs"]}
     assert len(held_atoms) == cfg.n_held_out_atoms and len(held_pairs) == cfg.n_held_out_pairs
     assert held_atoms <= {t.atoms[0] for t in splits["atom_base"]}
+    # atom_call: each atom (held-out ones too) once per phrasing, as a one-line call named by no atom
+    specs = atomic.by_name(cfg.seed, cfg.n_tests)
+    assert sorted((t.atoms[0], t.prompt.split('"""')[1]) for t in splits["atom_call"]) == sorted(
+        (name, compose._cap(p.format(**{q: q for q, _ in spec.params})) + ".")
+        for name, spec in specs.items() for p in spec.prompts)
+    for t in splits["atom_call"]:
+        assert t.solution.strip() == f"return {t.atoms[0]}({', '.join(p for p, _ in specs[t.atoms[0]].params)})"
+        assert t.entry_point.startswith("task_") and t.context == specs[t.atoms[0]].source + "\n\n"
     for s in ("train_C", "test_in_domain"):
         for t in splits[s]:
             assert not held_atoms & set(t.atoms), (s, t.atoms)
