@@ -150,7 +150,8 @@ def run_notebook(path: Path, work: Path, preset: str, cell_timeout: int) -> dict
 
 
 def rows_of(result: dict, thresholds: dict) -> list[dict]:
-    """Table rows of one notebook: its run status, then every metric (thresholded ones checked)."""
+    """Table rows of one notebook: its run status, then every metric. A metric with a threshold reads "ok" or
+    "FAIL"; one without reads "reported" (shown, guarding nothing)."""
     name = result["notebook"]
     rows = [{"notebook": name, "metric": "(run)", "value": result["error"] or f"ran in {result['seconds']} s",
              "threshold": "no error", "ok": result["error"] is None}]
@@ -159,8 +160,15 @@ def rows_of(result: dict, thresholds: dict) -> list[dict]:
         value = result["metrics"].get(metric, "missing")
         bounds = limits.get(metric)
         rows.append({"notebook": name, "metric": metric, "value": value, "threshold": _bounds_text(bounds),
-                     "ok": within(value, bounds) if metric in result["metrics"] else False})
+                     "ok": within(value, bounds) if metric in result["metrics"] else False,
+                     "checked": bounds is not None})
     return rows
+
+
+def row_verdict(row: dict) -> str:
+    if not row["ok"]:
+        return "FAIL"
+    return "ok" if row.get("checked", True) else "reported"
 
 
 def _fmt(value) -> str:
@@ -171,7 +179,7 @@ def _fmt(value) -> str:
 
 def format_table(rows: list[dict]) -> str:
     cols = ("notebook", "metric", "value", "threshold", "ok")
-    cells = [[_fmt(r[c]) if c != "ok" else ("ok" if r["ok"] else "FAIL") for c in cols] for r in rows]
+    cells = [[_fmt(r[c]) if c != "ok" else row_verdict(r) for c in cols] for r in rows]
     cells = [[c if len(c) <= 90 else c[:87] + "..." for c in row] for row in cells]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
 
@@ -186,7 +194,7 @@ def write_report(path: Path, preset: str, rows: list[dict], results: list[dict],
     body = "".join(
         f"<tr class={'ok' if r['ok'] else 'fail'}><td>{html.escape(r['notebook'])}</td>"
         f"<td>{html.escape(r['metric'])}</td><td>{html.escape(_fmt(r['value']))}</td>"
-        f"<td>{html.escape(r['threshold'])}</td><td>{'ok' if r['ok'] else 'FAIL'}</td></tr>" for r in rows)
+        f"<td>{html.escape(r['threshold'])}</td><td>{row_verdict(r)}</td></tr>" for r in rows)
     links = "".join(f"<li><a href='{r['notebook'][:2]}/{r['notebook']}.ipynb'>{r['notebook']}</a> "
                     f"({r['seconds']} s)</li>" for r in results)
     figs = "".join(f"<li><a href='{p.relative_to(path.parent)}'>{p.relative_to(path.parent)}</a></li>"

@@ -61,6 +61,10 @@ def test_passes_hands_outputs_on_and_reports(notebooks, tmp_path, capsys):
     assert results["results"][0]["metrics"]["preset"] == "smoke"
     report = (work / "report.html").read_text()
     assert "nested.x" in report and "FAIL" not in report
+    table = out[out.index("notebook  "):]
+    lines = {tuple(line.split()[:2]): line for line in table.splitlines()[2:] if line.strip()}
+    # a metric with a threshold reads "ok"; one without guards nothing and says so
+    assert lines[("00_make", "value")].endswith(" ok") and lines[("00_make", "preset")].endswith(" reported")
     assert (work / "figures" / "01" / "curves.html").exists()
     assert (work / "01" / "01_use.ipynb").exists()  # the executed copy, for reading what happened
 
