@@ -41,9 +41,9 @@ NEW = {"num_generations": 8, "temperature": 0.7, "lr": 1e-4, "beta": 0.0, "epsil
        "dynamic_sampling": True, "max_resample": 1, "prompt_filter": "edge"}
 POOL = {"max_prompts": 300, "fit_prompts": True}   # both settings: a pool RL revisits, evaluated whole
 EVAL = {"eval.n_samples": 0, "eval.sizes": {"train": 300, "test_in_domain": 300}, "eval.best_split": "train"}
-# In the order the runs start: the SFT start first (it has the room to learn; the base's atomic prompts are
-# nearly solved greedily already, README).
-STARTS = {"sft": {"prompts": "sft"}, "base": {"init": "base", "prompts": "atom_base,train_B"}}
+# In the order the runs start. From the base, the pool holds the call-form atomic prompts (atom_call): the base
+# solves atom_base's greedily almost always and no composite ever, so without them it had no room (README).
+STARTS = {"sft": {"prompts": "sft"}, "base": {"init": "base", "prompts": "atom_base,atom_call,train_B"}}
 
 
 RESULTS = Path(__file__).parent / "results" / "rl_learning"

@@ -7,13 +7,13 @@ This module makes the numbers and findings.json; the stage itself, and the figur
 
 The suite (DESIGN §2.1-§2.3), every run repeated for each seed in `seeds` (one data set and one base model,
 fixed; the seed fixes each run's initialisation of LoRA/sampling, data order and evaluation sample):
-  E1 data mixture: SFT on atomic only, synthetic only (`synthetic_only` composites, no atomic data), and atomic
-     + the first N composites of train_C for N in `sizes`; target-domain pass@1 split by kind (held-out atom,
-     held-out pair, deeper chain) from the evaluation samples.
+  E1 data mixture: SFT on atomic only (`tasks.ATOMIC`: atom_base and the call-form atom_call), synthetic only
+     (`synthetic_only` composites, no atomic data), and atomic + the first N composites of train_C for N in
+     `sizes`; target-domain pass@1 split by kind (held-out atom, held-out pair, deeper chain).
   E2 RL after SFT: a short SFT run on atomic + the handful (`rl_init_steps`: not yet saturated, so its samples
      still differ within a group), then GRPO from it on the *same* prompts, and on *fresh* in-domain prompts.
   E3 overfitting: E1's SFT run on atomic + the handful (its curve over `sft_steps`), against RL from the base
-     model on the same prompts (atom_base + `handful_split`, the pool synth made of exactly the handful).
+     model on the same prompts (the atomic splits + `handful_split`, the pool synth made of exactly the handful).
   E4 the RLTF reward ablation: `ablation_algorithm` from E2's SFT start on fresh prompts, one run per reward
      mode.
 
@@ -135,7 +135,7 @@ def paths(cfg: FindingsConfig) -> tuple[Path, Path, Path]:
 
 
 def mixture(n: int, atomic: bool = True) -> dict[str, float]:
-    return {**({"atom_base": 1.0} if atomic else {}), **({f"train_C:{n}": 1.0} if n else {})}
+    return {**(tasks.ATOMIC if atomic else {}), **({f"train_C:{n}": 1.0} if n else {})}
 
 
 def e1_runs(cfg: FindingsConfig) -> dict[str, dict[str, float]]:
@@ -183,7 +183,7 @@ def suite(cfg: FindingsConfig) -> list[Job]:
         if want & {"E2", "E4"}:
             sft("e2/sft-start", seed, mixture(cfg.handful), cfg.rl_init_steps, cfg.rl_init_steps)
         if want & {"E1", "E3"}:
-            sft(handful, seed, {"atom_base": 1.0, cfg.handful_split: 1.0}, cfg.sft_steps, max(1, cfg.sft_steps // 4))
+            sft(handful, seed, {**tasks.ATOMIC, cfg.handful_split: 1.0}, cfg.sft_steps, max(1, cfg.sft_steps // 4))
     for seed in cfg.seeds:
         if "E1" in want:
             for name, mix in e1_runs(cfg).items():
@@ -195,7 +195,8 @@ def suite(cfg: FindingsConfig) -> list[Job]:
             rl("e2/rl-fresh", seed, "e2/sft-start", prompts="fresh")
     for seed in cfg.seeds:
         if "E3" in want:
-            rl("e3/rl-base", seed, "base", prompts=f"atom_base,{cfg.handful_split}", steps=cfg.rl_base_steps)
+            rl("e3/rl-base", seed, "base", prompts=f"{','.join(tasks.ATOMIC)},{cfg.handful_split}",
+               steps=cfg.rl_base_steps)
     for seed in cfg.seeds:
         if "E4" in want:
             for mode in cfg.reward_modes:

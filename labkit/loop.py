@@ -68,8 +68,9 @@ EVAL_PRESETS = {
     # The CPU lab (~1 M model): 300 tasks per split (the whole of each test split), so that a change of 0.05 in
     # greedy pass@1 is about two standard errors; greedy only, as sampled pass@k would cost n_samples times more.
     "quick": {"eval.n_samples": 0, "eval.max_new_tokens": 128, "eval.sizes": _sizes(300)},
-    # The quick preset cut to fit notebooks 04/05 into the main job (lab.sh): greedy pass@1 only.
-    "lab": {"eval.n_samples": 0, "eval.max_new_tokens": 64, "eval.sizes": _sizes(30)},
+    # The quick preset cut to fit notebooks 04/05 into the main job (lab.sh): greedy pass@1 only, the whole
+    # target split (100 tasks per kind: held-out atoms are measurable) and 100 tasks of each other split.
+    "lab": {"eval.n_samples": 0, "eval.max_new_tokens": 64, "eval.sizes": {**_sizes(100), "test_target": 300}},
     # A GPU: larger samples.
     "full": {"eval.n_samples": 10, "eval.k": 5, "eval.max_new_tokens": 160,
              "eval.sizes": {**_sizes(300), "test_target": 400}},

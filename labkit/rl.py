@@ -81,24 +81,24 @@ class RLConfig:
     # The pool: at most `max_prompts` of the chosen prompts (a fixed random subset; 0 = all), so that RL revisits
     # the prompts it is judged on; with `fit_prompts`, none whose reference body is longer than `max_new_tokens`
     # (such a prompt can never pass; the log counts them).
-    max_prompts: int = 0
-    fit_prompts: bool = False
+    max_prompts: int = 300
+    fit_prompts: bool = True
     # "edge": keep only the prompts the start policy solves sometimes (0 < pass rate < 1 over num_generations
     # samples, measured once at the start, recorded in OUT/prompt_filter.json): the others give groups with equal
     # rewards, hence no gradient.
-    prompt_filter: Literal["none", "edge"] = "none"
+    prompt_filter: Literal["none", "edge"] = "edge"
     # Option names and meanings follow TRL's GRPOConfig; the old labkit names are aliases (ALIASES below). The
-    # defaults are the settings the lab has run with; bench/rl_learning.py chose better ones, which replace them once
-    # the main job's RL runs are refitted to its budget (README).
+    # defaults are the ones bench/rl_learning.py chose against the lab's earlier settings (`OLD` there; README).
     num_generations: int = 8          # completions sampled per prompt: one GRPO group (was group_size)
-    temperature: float = 1.0
+    # At 1.0 the lab's small models pass far less often in samples than greedily, and most groups tie.
+    temperature: float = 0.7
     top_p: float = 1.0
     max_new_tokens: int = 96
     lr: float = 1e-4
-    beta: float = 0.05                # weight of the k3 KL to the init; 0 skips the reference pass (was kl_coef)
+    beta: float = 0.0                 # weight of the k3 KL to the init; 0 skips the reference pass (was kl_coef)
     epsilon: float = 0.2              # PPO clip: the ratio is kept above 1 - epsilon (was clip_eps)
-    epsilon_high: float | None = None  # ... and below 1 + epsilon_high (DAPO's clip-higher); None: = epsilon
-    num_iterations: int = 1           # optimizer steps per sampled batch; > 1 lets the clip act (was inner_updates)
+    epsilon_high: float | None = 0.28  # ... and below 1 + epsilon_high (DAPO's clip-higher); None: = epsilon
+    num_iterations: int = 2           # optimizer steps per sampled batch; > 1 lets the clip act (was inner_updates)
     # How token losses become the batch loss: "grpo" the mean over each completion's tokens, then over completions;
     # "dr_grpo" the sum over tokens / (completions x max_new_tokens); "dapo" the sum over tokens / all tokens.
     loss_type: Literal["grpo", "dr_grpo", "dapo"] = "dapo"
@@ -108,7 +108,7 @@ class RLConfig:
     mask_truncated_completions: bool = False   # completions cut at max_new_tokens get no loss
     # DAPO's dynamic sampling: groups whose rewards are all equal are dropped and further prompts sampled, up to
     # `max_resample` extra rounds per step, until the step holds `prompts_per_step` groups (grpo).
-    dynamic_sampling: bool = False
+    dynamic_sampling: bool = True
     max_resample: int = 1
     micro_batch: int = 0              # completions per forward/backward; 0 = the whole batch at once
     grad_clip: float = 1.0
@@ -126,9 +126,11 @@ class RLConfig:
 
     # The evaluation presets are SFT's (loop.EVAL_PRESETS), so RL curves continue the SFT run's curves.
     PRESETS: ClassVar[dict] = {
-        # Tests and notebook smoke runs: a few steps (seconds with a tiny model).
+        # Tests and notebook smoke runs: a few steps (seconds with a tiny model). A random tiny model solves no
+        # prompt, so the edge filter would keep none: smoke samples the whole pool.
         "smoke": {**EVAL_PRESETS["smoke"], "steps": 4, "prompts_per_step": 4, "num_generations": 4,
-                  "max_new_tokens": 40, "lr": 1e-3, "rltf_batch": 16, "refresh_every": 2, "eval.every": 4},
+                  "prompt_filter": "none", "max_new_tokens": 40, "lr": 1e-3, "rltf_batch": 16, "refresh_every": 2,
+                  "eval.every": 4},
         # The CPU lab: a ~1 M model, a few minutes per run.
         "quick": {**EVAL_PRESETS["quick"], "steps": 120, "prompts_per_step": 8, "num_generations": 8,
                   "max_new_tokens": 64, "eval.every": 30},

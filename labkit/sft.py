@@ -63,9 +63,11 @@ class SFTConfig:
         # The CPU lab (~1 M model): the same step budget for every mixture, a few minutes per run.
         "quick": {**EVAL_PRESETS["quick"], "epochs": 20, "max_steps": 400, "batch_size": 16, "lr": 2e-3,
                   "eval.every": 100},
-        # The quick preset cut to fit notebooks 04/05 into the main job (lab.sh): fewer steps and smaller
-        # evaluations. `quick` itself is the reference CPU run.
-        "lab": {**EVAL_PRESETS["lab"], "epochs": 20, "max_steps": 120, "batch_size": 16, "lr": 2e-3, "eval.every": 40},
+        # The quick preset cut to fit notebooks 04/05 into the main job (lab.sh): 300 steps (past the early
+        # SFT steps that first break the base's answers, README) and smaller evaluations. `quick` itself is the
+        # reference CPU run.
+        "lab": {**EVAL_PRESETS["lab"], "epochs": 20, "max_steps": 300, "batch_size": 16, "lr": 2e-3,
+                "eval.every": 100},
         # A GPU: more steps.
         "full": {**EVAL_PRESETS["full"], "epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200},
     }

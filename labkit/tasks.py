@@ -20,6 +20,10 @@ from labkit.config import UserError
 SPLITS = ("atom_base", "atom_call", "train_A", "train_B", "train_C", "test_in_domain", "test_target")
 TRAIN_SPLITS = ("atom_base", "atom_call", "train_A", "train_B", "train_C")   # what SFT and RL may train on
 KINDS = ("held_out_atom", "held_out_pair", "deeper")             # the kinds of test_target tasks (DESIGN §3)
+# The atomic data of every SFT mixture that has any: the atoms as tasks, and each atom called by its phrase three
+# times over. Without atom_call nothing maps a phrase to an atom's name in a call, and held-out atoms stay at 0;
+# x3 against x1 is measured in the README (*Data*).
+ATOMIC = {"atom_base": 1.0, "atom_call": 3.0}
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """labkit.notebook: how notebooks 04 and 05 find, or make, their data and base model; 08's models."""
 import json
 
-from labkit.notebook import sequence_against, sequence_models, setup_data_and_base
+from labkit import config, sft
+
+from labkit.notebook import F1_RUN, sequence_against, sequence_models, setup_data_and_base, sft_start
 
 
 def _beside(work):
@@ -38,11 +40,25 @@ def test_on_its_own_above_smoke_it_takes_the_committed_base(tmp_path):
 
 
 def test_notebook_08_takes_the_base_and_notebook_05s_runs(tmp_path):
-    for run in ("05/sft", "05/rl/after-sft"):
+    # the SFT model is the run RL after SFT started from, wherever it is (here: notebook 04's)
+    for run in ("04/runs/atomic-synthetic", "05/rl/after-sft"):
         (tmp_path / run / "checkpoints").mkdir(parents=True)
         (tmp_path / run / "checkpoints" / "index.json").write_text('{"last": "step-000004"}')
-    assert sequence_models(tmp_path) == {"base": "base", "sft": str(tmp_path / "05/sft"),
+    start = str(tmp_path / "04/runs/atomic-synthetic")
+    (tmp_path / "05/rl/after-sft/config.json").write_text(json.dumps({"init": start}))
+    assert sequence_models(tmp_path) == {"base": "base", "sft": start,
                                          "rl after sft": str(tmp_path / "05/rl/after-sft")}
+
+
+def test_notebook_05_starts_from_notebook_04s_run_only_when_it_is_the_same_finished_run(tmp_path, smoke_data,
+                                                                                        tiny_model_dir):
+    settings = {"model.name_or_path": tiny_model_dir, "data_dir": smoke_data, "mixture": {"atom_base": 1}}
+    theirs = tmp_path / F1_RUN    # stands in for 04's run: the same settings
+    sft.train(config.resolve(sft.SFTConfig, "smoke", {**settings, "out_dir": str(theirs)}))
+    assert sft_start(tmp_path / "05", "smoke", settings) == theirs
+    assert not (tmp_path / "05" / "sft").exists()
+    other = sft_start(tmp_path / "05", "smoke", {**settings, "lr": 1e-4})   # other settings: trained here
+    assert other == tmp_path / "05" / "sft" and (other / "checkpoints" / "index.json").exists()
 
 
 def test_notebook_08_measures_rl_after_sft_against_sft():
