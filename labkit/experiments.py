@@ -54,6 +54,7 @@ from labkit import config
 from labkit import runs, tasks
 from labkit.config import UserError
 from labkit.jobs import Job, run_jobs
+from labkit.rl import BASE_START
 
 MODES = ("binary", "coarse", "fine", "adaptive")   # the paper's ablation order, weakest first
 # The committed reference run of the `paper` preset: findings.json and its PNG figures (notebook 07 shows it
@@ -175,8 +176,8 @@ def suite(cfg: FindingsConfig) -> list[Job]:
         after = tuple(pre) + ((f"{init}/s{seed}",) if init != "base" else ())
         start = {"init": str(root / init / f"s{seed}")} if init != "base" else {"init": "base", **model}
         jobs.append(Job(f"{name}/s{seed}", "rl", root / name / f"s{seed}", cfg.stage_preset,
-                        {**cfg.rl, **start, "steps": steps, "eval.every": max(1, steps // 4), "seed": seed,
-                         **settings}, _ckpt(steps), after))
+                        {**(BASE_START if init == "base" else {}), **cfg.rl, **start, "steps": steps,
+                         "eval.every": max(1, steps // 4), "seed": seed, **settings}, _ckpt(steps), after))
 
     handful = f"e1/atomic+{cfg.handful}"
     for seed in cfg.seeds:   # blocking runs first: the SFT starts of RL

@@ -32,7 +32,8 @@ results in bench/results/rl_learning/, the numbers in the README):
     prompts it is judged on, and `fit_prompts` leaves out those whose reference cannot fit `max_new_tokens`.
 Together (the benchmark's "new" settings) they raised the SFT start's greedy train-prompt pass@1 by about 0.24
 in 120 steps where the old settings moved it by a few hundredths. From the base model the same settings solve
-every prompt they can learn from, but the base already solves most of them greedily (README).
+every prompt they can learn from, but the base already solves most of them greedily, and at lr 1e-4 RL from
+the base first breaks its greedy answers (`BASE_START`; README).
 """
 from __future__ import annotations
 
@@ -148,6 +149,10 @@ class RLConfig:
 
 
 CONFIG = RLConfig
+# RL straight from the base model takes a smaller step: at lr 1e-4 its first steps broke the base's greedy answers
+# (atom_base 0.77 -> 0.48 in 10 steps, its own prompts falling), at 3e-5 its own prompts rose (README, *RL*).
+# Notebook 05, the findings suite and bench/rl_learning.py apply it to every run with init="base".
+BASE_START = {"lr": 3e-5}
 FILTER_FILE = "prompt_filter.json"   # the start policy's pass rate on every prompt (prompt_filter=edge)
 CLI_ALIASES = {"--init": "init", "--out": "out_dir", "--seed": "seed", "--data": "data_dir"}
 
