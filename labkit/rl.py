@@ -139,7 +139,7 @@ class RLConfig:
         # A pool of 48 prompts before the edge filter: sampling each once stays cheap, and 20 steps of 4 prompts
         # revisit the kept ones a few times each.
         "lab": {**EVAL_PRESETS["lab"], "steps": 20, "prompts_per_step": 4, "num_generations": 8,
-                "max_new_tokens": 64, "max_prompts": 48, "eval.every": 10},
+                "max_new_tokens": 64, "max_prompts": 48, "eval.every": 20},
         # A GPU.
         "full": {**EVAL_PRESETS["full"], "steps": 1000, "prompts_per_step": 32, "num_generations": 16,
                  "max_new_tokens": 160, "num_iterations": 2, "micro_batch": 128, "eval.every": 100},

@@ -67,7 +67,7 @@ class SFTConfig:
         # SFT steps that first break the base's answers, README) and smaller evaluations. `quick` itself is the
         # reference CPU run.
         "lab": {**EVAL_PRESETS["lab"], "epochs": 20, "max_steps": 300, "batch_size": 16, "lr": 2e-3,
-                "eval.every": 100},
+                "eval.every": 150},
         # A GPU: more steps.
         "full": {**EVAL_PRESETS["full"], "epochs": 10, "batch_size": 32, "lr": 1e-3, "eval.every": 200},
     }

@@ -111,3 +111,9 @@ def fake_run():
         return path
 
     return make_run
+
+
+def pytest_collection_modifyitems(items):
+    """Tests marked `longest` run first: under `pytest -n 2` (test.sh) the other worker takes the many short
+    tests meanwhile, instead of one worker starting the longest test last while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)

@@ -41,6 +41,7 @@ def test_papermill_reads_every_parameter(path, caplog):
     assert {"preset", "overrides", "out_dir"} <= set(names)
 
 
+@pytest.mark.longest
 def test_the_sequence_runs_headless_at_smoke_and_passes_regress(tmp_path, capsys):
     # cell_timeout: a hung cell fails the test instead of stalling CI
     rc = cli.main(["regress", "--preset", "smoke", "--out", str(tmp_path), "--set", "figures=false",
