@@ -134,8 +134,9 @@ def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
     retrain = {j.name: j for j in experiments.suite(config.resolve(experiments.FindingsConfig, "paper", {
         "out_dir": "/tmp/x", "base_model": ""}))}
     assert retrain["e2/rl-same/s1"].after == ("data", "base", "e2/sft-start/s1")
-    assert jobs["e3/rl-base/s0"].overrides["prompts"] == "atom_base,train_B"
-    assert jobs["e1/atomic+1000/s2"].overrides["mixture"] == {"atom_base": 1.0, "train_B": 1.0}
+    assert jobs["e3/rl-base/s0"].overrides["prompts"] == "atom_base,atom_call,train_B"
+    assert jobs["e3/rl-base/s0"].overrides["lr"] == 3e-5 and "lr" not in jobs["e2/rl-same/s0"].overrides
+    assert jobs["e1/atomic+1000/s2"].overrides["mixture"] == {"atom_base": 1.0, "atom_call": 3.0, "train_B": 1.0}
     assert "--set" in jobs["e4/fine/s0"].argv() and "reward=fine" in jobs["e4/fine/s0"].argv()
     with pytest.raises(UserError, match="handful"):
         experiments.suite(config.resolve(experiments.FindingsConfig, "paper", {"handful": 7}))

@@ -103,7 +103,10 @@ def _smoke(tmp_path, **overrides):
     assert metrics and [r for batch in seen for r in batch] == metrics
     assert all({"step", "epoch", "tokens", "wall_time", "split", "metric", "value"} <= r.keys() for r in metrics)
     per_step = {(r["step"], r["metric"]) for r in metrics if r["split"] == rollouts.ROLLOUT}
-    for metric in ("reward_mean", "reward_std", "sample_pass_rate", "kl", "entropy", "completion_len", "train_loss"):
+    kl = ("kl",) if cfg.beta > 0 else ()           # beta=0 (the default) builds no reference pass
+    clip = ("clip_frac",) if cfg.algorithm == "grpo" else ()   # the second pass over a batch (grpo)
+    for metric in ("reward_mean", "reward_std", "sample_pass_rate", "entropy", "completion_len", "train_loss",
+                   *clip, *kl):
         assert {(s, metric) for s in range(1, cfg.steps + 1)} <= per_step, metric
     assert {(r["step"], r["split"]) for r in metrics if r["metric"] == "pass@1"} == \
         {(s, split) for s in (0, cfg.steps) for split in ("train", "atom_base", "test_in_domain", "test_target")}
@@ -139,7 +142,7 @@ def _check_rollout_tables(run, cfg, metrics):
 def test_smoke_from_the_base_model(tiny_model_dir, smoke_data, tmp_path):
     # A random model never passes: the binary reward would give it nothing; the fine one tells errors apart.
     run, metrics = _smoke(tmp_path, **{"model.name_or_path": tiny_model_dir, "data_dir": smoke_data,
-                                       "prompts": "atom_base,train_A", "reward": "fine"})
+                                       "prompts": "atom_base,train_A", "reward": "fine", "beta": 0.05})
     kl = [r["value"] for r in metrics if r["metric"] == "kl"]
     assert kl[0] == pytest.approx(0, abs=1e-6) and kl[-1] > 0   # the policy moves away from its init
 
@@ -155,7 +158,8 @@ def sft_run(tiny_model_dir, smoke_data, tmp_path_factory):
 
 def test_smoke_from_an_sft_checkpoint_starts_where_sft_ended(sft_run, tmp_path):
     from labkit import runs
-    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf")
+    # The whole SFT mixture as the pool (no subset, nothing left out), so "train" is SFT's own sample.
+    run, metrics = _smoke(tmp_path, init=str(sft_run), algorithm="rltf", max_prompts=0, fit_prompts=False)
     # Same prompts (the SFT mixture), same eval sample: RL's step-0 evaluation is SFT's last one, so the
     # init checkpoint was loaded as trained (teacher-forced loss and greedy pass@1 are deterministic).
     sft_metrics = runs.read_jsonl(sft_run / "metrics.jsonl")
@@ -190,7 +194,7 @@ def test_runs_under_accelerate_launch_with_two_processes(tiny_model_dir, smoke_d
     assert proc.returncode == 0, proc.stderr[-2000:]
     keys = [(r["step"], r["split"], r["metric"]) for r in runs.read_jsonl(out / "metrics.jsonl")]
     assert len(keys) == len(set(keys))
-    assert {(s, "rl", m) for s in (1, 2) for m in ("reward_mean", "kl", "sample_pass_rate")} <= set(keys)
+    assert {(s, "rl", m) for s in (1, 2) for m in ("reward_mean", "completion_len", "sample_pass_rate")} <= set(keys)
     assert {(s, "test_in_domain", "pass@1") for s in (0, 2)} <= set(keys)
     # The rollout table of a step holds both processes' samples (4 prompts x 4 samples), written once.
     table = runs.read_rollouts(out)

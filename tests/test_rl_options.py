@@ -171,5 +171,6 @@ def test_fit_pool_takes_a_fixed_subset_and_leaves_out_prompts_that_cannot_fit(to
     fitted, counts = prompts.fit_pool(pool, cfg, tokenizer)
     assert counts == {"too_long": len(long), "pool": 50} and not set(map(id, fitted)) & set(map(id, long))
     assert fitted == prompts.fit_pool(pool, cfg, tokenizer)[0]            # the same subset every time
-    everything, counts = prompts.fit_pool(pool, config.resolve(rl.RLConfig, "smoke"), tokenizer)
-    assert everything == pool and counts == {"too_long": 0, "pool": 120}  # the defaults keep the whole pool
+    whole = config.resolve(rl.RLConfig, "smoke", {"fit_prompts": False, "max_prompts": 0})
+    everything, counts = prompts.fit_pool(pool, whole, tokenizer)
+    assert everything == pool and counts == {"too_long": 0, "pool": 120}  # neither: the whole pool
