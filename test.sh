@@ -4,8 +4,8 @@ set -uo pipefail
 cd "$(dirname "$0")"
 bash setup.sh || exit 1
 export OMP_WAIT_POLICY=PASSIVE
-# Two workers, one torch thread each (pytest-xdist): on 2 cores the suite took 9 min 49 s against 10 min 33 s with
-# one worker and two threads (README); the longest test, the smoke sequence, starts first (tests/conftest.py).
+# Two workers (pytest-xdist), one torch thread each, so that the short tests run beside the longest one (the smoke
+# sequence), which starts first (tests/conftest.py). Timings: README, *The two commands*.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 .venv/bin/python -m pytest -n 2 "$@"
 rc=$?
