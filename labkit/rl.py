@@ -31,9 +31,10 @@ results in bench/results/rl_learning/, the numbers in the README):
   * the "train" evaluation was a sample of a pool RL barely revisited; with `max_prompts` RL trains on the
     prompts it is judged on, and `fit_prompts` leaves out those whose reference cannot fit `max_new_tokens`.
 Together (the benchmark's "new" settings) they raised the SFT start's greedy train-prompt pass@1 by about 0.24
-in 120 steps where the old settings moved it by a few hundredths. From the base model the same settings solve
-every prompt they can learn from, but the base already solves most of them greedily, and at lr 1e-4 RL from
-the base first breaks its greedy answers (`BASE_START`; README).
+in 120 steps where the old settings moved it by a few hundredths. From the base model the pool must hold
+prompts the base solves sometimes but not greedily (the call-form atomic prompts: it solves no composite and
+nearly every atom_base prompt), and at lr 1e-4 RL from the base first breaks its greedy answers; with lr 3e-5
+(`BASE_START`) it rose by about 0.16 in 120 steps (README).
 """
 from __future__ import annotations
 
