@@ -4,16 +4,17 @@ an SFT checkpoint that is not saturated? Today's settings ("old") against the ne
     .venv/bin/python bench/rl_learning.py [--seeds 0,1,2] [--steps 120] [--work runs/bench/rl_learning]
 
 "new" is the set of defaults this benchmark chose (NEW below; RLConfig's defaults since it met the bar from the
-SFT start over 3 seeds), from the base with its smaller step (rl.BASE_START). Every run is a plain `python -m labkit rl --preset quick` run directory (two side by side, one thread each,
+SFT start over 3 seeds), from the base with its smaller step (rl.BASE_START). Every run is a plain
+`python -m labkit rl --preset quick` run directory (two side by side, one thread each,
 `labkit.jobs`); finished runs are skipped, so an interrupted benchmark resumes. RL starts from the committed base
 model ("base") unless --base names another; the data (synth quick) is made in the work directory unless --data
-names it; the SFT start is one SFT run on atom_base + 1000 composites (the findings suite's E2 mixture) for
---sft-steps steps: 150 by default, where the committed base's start leaves room (README: 150 steps give train
-pass@1 0.347 and test_in_domain 0.21; 300 give 0.77 and 0.573).
+names it; the SFT start is one SFT run on atom_base + 1000 composites (the findings suite's E2 mixture before
+atom_call joined it; the runs from it are kept) for --sft-steps steps: 150 by default, where the committed base's
+start leaves room (README: 150 steps give train pass@1 0.347 and test_in_domain 0.21; 300 give 0.77 and 0.573).
 Every finished RL run's curves are kept in bench/results/rl_learning/ (config.json, the evaluations and the
 per-step RL metrics that explain them, prompt_filter.json): they are committed as they complete, and a run whose
-results are there with the same config is not run again, so the benchmark resumes across machines too. Both settings train on the same
-pool and are judged on the same evaluation: greedy pass@1 on every prompt of the pool ("train", at most 300) and
+results are there with the same config is not run again, so the benchmark resumes across machines too. Both
+settings train on the same pool and are judged on the same evaluation: greedy pass@1 on every prompt of the pool ("train", at most 300) and
 on test_in_domain (300 tasks), with its standard error.
 
 Prints and writes figures/rl_learning.json: per setting and start, the train-prompt and test_in_domain pass@1 at
@@ -180,7 +181,8 @@ def main():
     result = {"eval_tasks": {"train": "the whole pool (at most 300)", "test_in_domain": 300},
               "steps": a.steps, "sft_start_steps": a.sft_steps, "base": a.base, "seeds": a.seeds, "pool": POOL,
               "old_settings": OLD,
-              "new_settings": NEW, "new_settings_by_start": NEW_FROM, "labkit_defaults": {k: getattr(RLConfig(), k) for k in NEW}}
+              "new_settings": NEW, "new_settings_by_start": NEW_FROM,
+              "labkit_defaults": {k: getattr(RLConfig(), k) for k in NEW}}
     for setting in a.settings:
         block = {start: summary({s: run[f"{setting}/{start}/s{s}"] for s in a.seeds}, a.steps) for start in STARTS}
         result[setting] = {f"from_{start}": v for start, v in block.items()}

@@ -239,12 +239,13 @@ def atom_calls(graph: Graph) -> list[Task]:
     shows, so a held-out atom can be composed at all (DESIGN §2.5). Atomic data: never in pretraining."""
     out = []
     for name, spec in graph.specs.items():
-        header = f"def {entry_name([name], set())}({', '.join(f'{p}: {t}' for p, t in spec.params)}) -> {spec.returns}:"
+        entry = entry_name([name], set())
+        header = f"def {entry}({', '.join(f'{p}: {t}' for p, t in spec.params)}) -> {spec.returns}:"
         fill = {p: p for p, _ in spec.params}
         for i, template in enumerate(spec.prompts):
             out.append(Task(id=f"call/{name}/{i}", split="atom_call",
                             prompt=tasks.format_prompt(header, _cap(template.format(**fill)) + "."),
-                            entry_point=header[4:header.index("(")], solution=call_body(graph, [name]),
+                            entry_point=entry, solution=call_body(graph, [name]),
                             tests=[dict(t) for t in spec.tests], atoms=[name], depth=1,
                             context=context_for(graph, [name])))
     return out

@@ -114,7 +114,8 @@ def metrics(samples: list[dict], task_list: list[tasks.Task], n: int, ks: list[i
         if len(kinds) > 1:
             for kind, size in sorted(kinds.items()):
                 p = sum(t.id in passed for t in task_list if t.kind == kind) / size
-                out[f"pass@1/{kind or 'other'}"], out[f"pass@1_se/{kind or 'other'}"] = p, math.sqrt(p * (1 - p) / size)
+                out[f"pass@1/{kind or 'other'}"] = p
+                out[f"pass@1_se/{kind or 'other'}"] = math.sqrt(p * (1 - p) / size)
     if n:
         correct = Counter(s["task_id"] for s in samples if s["mode"] == "sample" and s["status"] == "pass")
         for k in ks:

@@ -115,7 +115,8 @@ class FindingsConfig:
         "paper": {"sft": EVAL, "rl": EVAL},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
         "full": {"data_preset": "full", "data_overrides": {"pool_a": 300, "pool_b": 1000}, "base_model": "",
-                 "base_preset": "full", "stage_preset": "full", "seeds": [0, 1, 2, 3, 4], "sizes": [100, 300, 1000, 3000, 10000],
+                 "base_preset": "full", "stage_preset": "full", "seeds": [0, 1, 2, 3, 4],
+                 "sizes": [100, 300, 1000, 3000, 10000],
                  "sft_steps": 4000, "rl_init_steps": 1000, "rl_steps": 500, "rl_base_steps": 500,
                  "threads": 8, "workers": 1},
     }

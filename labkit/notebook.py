@@ -15,9 +15,17 @@ import dataclasses
 import json
 from pathlib import Path
 
-from labkit import cli, config, sft
+from labkit import cli, config, sft, tasks
 
 F1_RUN = Path("04") / "runs" / "atomic-synthetic"    # notebook 04's "atomic + synthetic" run, under the sequence
+
+
+def f1_mixtures(preset: str, composites: str) -> dict[str, dict]:
+    """Notebook 04's SFT mixtures by name (05's SFT start is the last). At smoke the data hold 16 composites:
+    half of them (train_B), so that RL after SFT keeps fresh prompts."""
+    composites = "train_B" if preset == "smoke" else composites
+    return {"atomic only": tasks.ATOMIC, "synthetic only": {composites: 1},
+            "atomic + synthetic": {**tasks.ATOMIC, composites: 1}}
 
 
 def setup_data_and_base(out, preset: str, data_dir: str = "", base_model: str = "") -> tuple[Path, dict]:

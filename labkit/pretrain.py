@@ -230,7 +230,8 @@ def run_cli(cfg: PretrainConfig, args) -> int:
     print(f"pretrain: done in {time.time() - t0:.0f} s; held-out loss {losses[('heldout', 'loss')]:.3f}, "
           f"atomic loss {losses[('atomic', 'loss')]:.3f}; model in {final}")
     if args.publish:
-        print(f"pretrain: published as the committed base model in {base.publish(Path(cfg.out_dir), torch.get_num_threads())}")
+        dest = base.publish(Path(cfg.out_dir), torch.get_num_threads())
+        print(f"pretrain: published as the committed base model in {dest}")
     if args.verify:
         same = base.verify(final)
         for name, ok in same.items():

@@ -28,7 +28,8 @@ Response styles (config `style`):
   needs no context, and is much harder for a tiny model.
 
 Split rule (tested in tests/test_synth.py): `atom_base` holds every atom (held-out ones included) in every
-phrasing, and so does `atom_call` (the same atoms as one-step `call`-style composites: phrase -> `return atom(x)`); train_A ⊂ train_B ⊂ train_C and test_in_domain contain no held-out atom and no held-out pair and have
+phrasing, and so does `atom_call` (the same atoms as one-step `call`-style composites: phrase -> `return atom(x)`);
+train_A ⊂ train_B ⊂ train_C and test_in_domain contain no held-out atom and no held-out pair and have
 depth 2..max_depth; test_target holds composites with a held-out atom (kind held_out_atom), with a held-out
 adjacent pair but no held-out atom (held_out_pair), and of depth target_depth > max_depth without either
 (deeper). No function appears twice across train_C, test_in_domain and test_target.
@@ -51,7 +52,8 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from labkit import atomic, config, files, tasks
-from labkit.compose import Candidate, Graph, Rule, atom_calls, count_chains, hold_out, make_candidate, test_inputs, walk
+from labkit.compose import (Candidate, Graph, Rule, atom_calls, count_chains, hold_out, make_candidate, test_inputs,
+                            walk)
 from labkit.tasks import Task
 from labkit.validation import DIGEST_CHARS, HARNESS, SETTINGS, validate
 
