@@ -54,6 +54,14 @@ class EvalSchedule:
     # test, so a generous limit makes a few looping programs most of an evaluation's wall time.
     timeout: float = 1.0
     best_split: str = "test_in_domain"   # the checkpoint with the highest greedy pass@1 here is kept as best
+    # Forgetting (`labkit.forgetting`; 0 = off): the loss on this many blocks of held-out standard-library code
+    # ("general/loss"), and the KL to the run's start on this many of the "train" tasks ("train/kl_to_init").
+    general_blocks: int = 0
+    kl_prompts: int = 0
+    # The loss of each split's reference solutions ("loss"; the overfitting view: train loss falling while a
+    # held-out loss rises). A third of an evaluation's time at the lab's sizes: the findings suite skips it
+    # where no figure uses it.
+    reference_loss: bool = True
 
 
 def _sizes(n: int) -> dict[str, int]:
@@ -83,6 +91,9 @@ def check_schedule(cfg: EvalSchedule) -> None:
     if unknown:
         raise UserError(f"eval.sizes names unknown splits {unknown}; use {TRAIN!r} or one of "
                         f"{', '.join(tasks.SPLITS)}")
+    if cfg.general_blocks < 0 or cfg.kl_prompts < 0:
+        raise UserError(f"eval.general_blocks ({cfg.general_blocks}) and eval.kl_prompts ({cfg.kl_prompts}) "
+                        "count blocks and prompts: 0 (off) or more")
     if cfg.n_samples and not 1 <= cfg.k <= cfg.n_samples:
         raise UserError(f"eval.k={cfg.k} must be between 1 and eval.n_samples={cfg.n_samples}")
     if splits and cfg.best_split not in splits:
@@ -104,10 +115,11 @@ def eval_sets(cfg: EvalSchedule, data_dir, train_tasks: list, seed: int) -> dict
     return out
 
 
-def task_evaluator(cfg: EvalSchedule, sets: dict[str, list], tokenizer, seed: int) -> Callable:
+def task_evaluator(cfg: EvalSchedule, sets: dict[str, list], tokenizer, seed: int, forgetting=None) -> Callable:
     """The `evaluator` of `Loop.run` for task-solving trainers: model, step -> (records, samples, best score).
 
-    Each split: greedy pass@1, sampled pass@k, error shares and the reference loss. Sampling draws from its own
+    Each split: greedy pass@1, sampled pass@k, error shares and (`reference_loss`) the reference loss; then, if given,
+    `forgetting(model, train tasks)` (`labkit.forgetting.measure`). Sampling draws from its own
     seeded RNG (seed, step) and the training RNG is restored afterwards, so an evaluation is reproducible and
     never shifts the training run's random stream (resume stays exact).
     """
@@ -120,9 +132,12 @@ def task_evaluator(cfg: EvalSchedule, sets: dict[str, list], tokenizer, seed: in
                                                  temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                                                  timeout=cfg.timeout)
                 metrics = {m: v for m, v in result.metrics.items() if m not in ("n_tasks", "n_completions")}
-                metrics["loss"] = batches.reference_loss(model, tokenizer, task_list)
+                if cfg.reference_loss:
+                    metrics["loss"] = batches.reference_loss(model, tokenizer, task_list)
                 records += [{"split": split, "metric": m, "value": float(v)} for m, v in sorted(metrics.items())]
                 samples += [{**s, "split": split} for s in result.samples]
+            if forgetting is not None:
+                records += forgetting(model, sets.get(TRAIN, []))
         best = next((r["value"] for r in records if r["split"] == cfg.best_split and r["metric"] == "pass@1"), None)
         return records, samples, best
     return run

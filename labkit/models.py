@@ -189,6 +189,12 @@ def phrase_first_documents(seed: int = 0) -> list[str]:
             for i in range(len(spec.prompts))]
 
 
+# The base's pretraining corpus: this much standard-library source, every HELDOUT_EVERY-th function held out (the
+# held-out loss of pretraining, and `labkit.forgetting`'s measure of what fine-tuning forgot).
+STDLIB_CHARS = 2_000_000
+HELDOUT_EVERY = 20
+
+
 def stdlib_documents(max_chars: int, max_lines: int = 40) -> list[str]:
     """Function definitions from the interpreter's own standard library, dedented.
 

@@ -33,12 +33,13 @@ from typing import Any, ClassVar
 import torch
 
 from labkit import base, loop, runs
-from labkit.models import ModelConfig, atomic_documents, load, n_params, phrase_first_documents, stdlib_documents
+from labkit.models import (HELDOUT_EVERY, STDLIB_CHARS, ModelConfig, atomic_documents, load, n_params,
+                           phrase_first_documents, stdlib_documents)
 from labkit.config import UserError
 
 
 _QUICK = {"model.size": "small", "steps": 700, "batch_size": 16, "seq_len": 256, "warmup": 50, "eval_every": 100,
-          "save_every": 100, "stdlib_chars": 2_000_000, "atomic_repeat": 10}
+          "save_every": 100, "stdlib_chars": STDLIB_CHARS, "atomic_repeat": 10}
 
 
 @dataclass
@@ -57,8 +58,8 @@ class PretrainConfig:
     eval_every: int = 100
     eval_blocks: int = 16       # blocks per held-out loss estimate
     save_every: int = 200
-    stdlib_chars: int = 2_000_000   # how much standard-library source (characters of function definitions)
-    heldout_every: int = 20         # every Nth standard-library function is held out for the held-out loss
+    stdlib_chars: int = STDLIB_CHARS  # how much standard-library source (characters of function definitions)
+    heldout_every: int = HELDOUT_EVERY  # every Nth standard-library function is held out for the held-out loss
     atomic_repeat: int = 10         # copies of every atomic document in the corpus
     phrase_first: bool = False      # also every atom phrase-first (`# phrase` above its def), as often
 

@@ -50,7 +50,7 @@ from typing import Callable, ClassVar, Literal
 
 import torch
 
-from labkit import batches, config, files, loop, prompts, runs, sampling
+from labkit import batches, config, files, forgetting, loop, prompts, runs, sampling
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, add_lora, base_model, load
@@ -422,6 +422,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     if cfg.prompt_filter == "edge" and trainer.main and not (Path(cfg.out_dir) / FILTER_FILE).exists():
         # Measured on the start policy, before a resumed run would load its later weights.
         record = prompts.edge_of_competence(model, tokenizer, pieces, pool, cfg)
+    forget = forgetting.measure(cfg.eval, model, tokenizer) if trainer.main else None   # before resume loads weights
     state = trainer.start(model, tokenizer, optimizer, None, {"tokens": 0, "buffer": []})
     if cfg.prompt_filter == "edge":
         path = Path(cfg.out_dir) / FILTER_FILE
@@ -456,7 +457,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
         records = rollout_records(rollout, scored, accelerator)
         return records + [{"split": ROLLOUT, "metric": m, "value": v} for m, v in sorted(stats.items())]
 
-    evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed) if sets else None
+    evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed, forget) if sets else None
     return trainer.run(cfg.steps, step, evaluator=evaluator, every=cfg.eval.every, log_every=cfg.log_every,
                        epoch=lambda s: s * cfg.prompts_per_step / len(pool),
                        extra_state=lambda: {"buffer": list(rl.buffer)},

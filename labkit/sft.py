@@ -26,7 +26,7 @@ from typing import Callable, ClassVar, Literal
 import torch
 from tqdm.auto import tqdm
 
-from labkit import batches, loop, runs, tasks
+from labkit import batches, forgetting, loop, runs, tasks
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, base_model, load
@@ -160,6 +160,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
+    forget = forgetting.measure(cfg.eval, model, tokenizer) if trainer.main else None   # before resume loads weights
     state = trainer.start(model, tokenizer, optimizer, scheduler, {"tokens": 0, "loss_sum": 0.0, "loss_count": 0})
     if trainer.main:
         print(f"sft: {len(examples)} examples ({dropped} too long) from {', '.join(mixture)}; "
@@ -202,7 +203,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
         return [{"split": "train", "metric": "train_loss", "value": loss},
                 {"split": "train", "metric": "lr", "value": scheduler.get_last_lr()[0]}]
 
-    evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed) if sets else None
+    evaluator = loop.task_evaluator(cfg.eval, sets, tokenizer, cfg.seed, forget) if sets else None
     return trainer.run(total_steps, step, evaluator=evaluator, every=cfg.eval.every, save_every=cfg.save_every,
                        log_every=cfg.log_every, epoch=lambda s: s / per_epoch, progress=("train_loss",))
 

@@ -3,9 +3,11 @@
     python -m labkit findings --preset paper --out runs/findings     # -> figures/findings.json + PNG figures
 
 `labkit.experiments` runs the suite and decides the findings (findings.json); this module sits above it and
-draws the suite's figures from the run directories alone: the E1 size sweep by kind, and seed bands and gaps
-of the run figures (`labkit.viz.runs`), written as PNG by `labkit.viz.export` into cfg.figures_dir when a
-Chrome is there (without one, findings.json alone). Notebook 07 calls `run(cfg)` as the stage does.
+draws one figure per finding, each carrying its decision statistic: the numbers come from the run directories
+(mean and min-max band over seeds) and from the findings (the handful N*, the matched points, the verdicts in
+the titles). Small multiples instead of one crowded plot; each title says what to look for. Written as PNG by
+`labkit.viz.export` into cfg.figures_dir when a Chrome is there (without one, findings.json alone). Notebook 07
+calls `run(cfg)` as the stage does, and `figures(cfg, result)` to show a suite.
 """
 from __future__ import annotations
 
@@ -13,92 +15,199 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from labkit import experiments
-from labkit.experiments import FindingsConfig, e1_runs, kind_pass1, paths
+from labkit.experiments import FindingsConfig, by_kind, curve, e4_run, final, paths, values
 from labkit.tasks import KINDS
 from labkit.viz import export
-from labkit.viz.runs import PALETTE, gap, seed_bands
+from labkit.viz.runs import PALETTE
 
 CONFIG = FindingsConfig
 CLI_ALIASES = {"--out": "out_dir", "--figures": "figures_dir"}
+SFT_COLOR, RL_COLOR, CONTROL_COLOR = PALETTE[0], PALETTE[1], PALETTE[7]
 
 
-def _complete(cfg: FindingsConfig, name: str, steps: int) -> list[Path]:
-    """The run directories of `name` (one per seed) that reached `steps`."""
+def _runs(cfg: FindingsConfig, name: str) -> list[Path]:
+    """The seeds' run directories of `name` that have metrics (complete or not)."""
     root = paths(cfg)[0]
-    return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / experiments._ckpt(steps)).exists()]
+    return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / "metrics.jsonl").exists()]
 
 
-def sweep_figure(cfg: FindingsConfig):
-    """E1: final target pass@1 against the number of composites beside atomic data, per kind (mean and min-max
-    over seeds); synthetic only as crosses."""
-    data = paths(cfg)[1]
+def _verdict(result: dict, key: str) -> str:
+    return result.get(key, {}).get("verdict", "not run")
 
-    def value(run, kind):
-        if kind == "all":
-            return experiments._final(run, "test_target")
-        return kind_pass1(run, data, cfg.sft_steps).get(kind)
 
-    fig = go.Figure()
-    names = {0: "e1/atomic-only", **{n: f"e1/atomic+{n}" for n in cfg.sizes}}
-    for i, kind in enumerate(("all", *KINDS)):
-        color = PALETTE[i % len(PALETTE)]
-        xs, mean, lo, hi = [], [], [], []
-        for n, name in names.items():
-            vals = [v for r in _complete(cfg, name, cfg.sft_steps) if (v := value(r, kind)) is not None]
-            if vals:
-                xs.append(n), mean.append(np.mean(vals)), lo.append(min(vals)), hi.append(max(vals))
-        fig.add_scatter(x=xs, y=mean, mode="lines+markers", name=f"atomic + N · {kind}", line=dict(color=color),
-                        error_y=dict(type="data", symmetric=False, array=np.subtract(hi, mean),
-                                     arrayminus=np.subtract(mean, lo)))
-        synth = _complete(cfg, f"e1/synthetic-only-{cfg.synthetic_only}", cfg.sft_steps)
-        vals = [v for r in synth if (v := value(r, kind)) is not None]
-        if vals:
-            fig.add_scatter(x=[cfg.synthetic_only], y=[np.mean(vals)], mode="markers", name=f"synthetic only · {kind}",
-                            marker=dict(symbol="x", size=12, color=color))
-    fig.update_xaxes(title="synthetic composites in the SFT data (0 = atomic only)")
-    fig.update_yaxes(title="final greedy pass@1 on test_target", rangemode="tozero")
-    fig.update_layout(title="E1: data mixture — target-domain pass@1 by kind (mean, min-max over seeds)",
-                      template="plotly_white", height=450)
+def _band(fig, runs: list[Path], split: str, metric: str, name: str, color: str, row=None, col=None,
+          show_legend=True):
+    """Mean over seeds and the min-max band of one metric's curve (steps where every seed has a value)."""
+    curves = [dict(curve(r, split, metric)) for r in runs]
+    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    if not steps:
+        return
+    table = np.array([[c[s] for s in steps] for c in curves])
+    where = dict(row=row, col=col) if row else {}
+    fig.add_scatter(x=steps + steps[::-1], y=list(table.max(0)) + list(table.min(0))[::-1], fill="toself",
+                    line=dict(width=0), fillcolor=color, opacity=0.15, hoverinfo="skip", showlegend=False, **where)
+    fig.add_scatter(x=steps, y=table.mean(0), mode="lines+markers", name=name, line=dict(color=color),
+                    legendgroup=name, showlegend=show_legend, **where)
+
+
+def _style(fig, title: str, height: int = 450) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), template="plotly_white", height=height,
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(t=80, b=110))
     return fig
 
 
-def figures(cfg: FindingsConfig) -> dict:
-    """The figures of the suite by file stem, built from the run directories alone."""
-    def members(name):   # the seeds' run directories that have metrics (complete or not)
-        root = paths(cfg)[0]
-        return [root / name / f"s{s}" for s in cfg.seeds if (root / name / f"s{s}" / "metrics.jsonl").exists()]
+def f1_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
+    """Final target pass@1 against the number of composites, one panel per target kind: atomic + N (mean and
+    min-max over seeds), atomic only (dashed) and synthetic only (a cross), the handful N* marked."""
+    panels = ("all", *KINDS)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[f"test_target · {k}" for k in panels],
+                        shared_yaxes=True)
 
+    def value(run, kind):
+        return final(run, "test_target") if kind == "all" else by_kind(run).get(kind)
+
+    def stats(name, kind):
+        vals = [v for r in _runs(cfg, name) if (v := value(r, kind)) is not None]
+        return (np.mean(vals), min(vals), max(vals)) if vals else None
+
+    for col, kind in enumerate(panels, 1):
+        first = col == 1
+        points = [(n, s) for n in cfg.sizes if (s := stats(f"e1/atomic+{n}", kind))]
+        if points:
+            xs, st = zip(*points)
+            mean = np.array([s[0] for s in st])
+            fig.add_scatter(x=xs, y=mean, mode="lines+markers", name="atomic + N composites", row=1, col=col,
+                            line=dict(color=SFT_COLOR), legendgroup="mix", showlegend=first,
+                            error_y=dict(type="data", symmetric=False, array=[s[2] for s in st] - mean,
+                                         arrayminus=mean - [s[1] for s in st]))
+        if (s := stats("e1/atomic-only", kind)):
+            fig.add_hline(y=s[0], line=dict(color=CONTROL_COLOR, dash="dash"), row=1, col=col)
+            fig.add_scatter(x=[None], y=[None], mode="lines", name="atomic only", line=dict(color=CONTROL_COLOR,
+                            dash="dash"), row=1, col=col, legendgroup="atomic", showlegend=first)
+        if (s := stats(f"e1/synthetic-only-{cfg.synthetic_only}", kind)):
+            fig.add_scatter(x=[cfg.synthetic_only], y=[s[0]], mode="markers", name="synthetic only", row=1, col=col,
+                            marker=dict(symbol="x", size=12, color=RL_COLOR), legendgroup="synth", showlegend=first)
+        if "handful" in result.get("F1", {}):
+            fig.add_vline(x=result["F1"]["handful"], line=dict(color="#999", dash="dot"), row=1, col=col)
+    fig.update_xaxes(type="log", title="composites (log)")
+    fig.update_yaxes(title="final greedy pass@1", rangemode="tozero", col=1)
+    f1 = result.get("F1", {})
+    return _style(fig, f"F1 — {_verdict(result, 'F1')}: atomic + N (blue) must beat atomic only (dashed) and "
+                       f"synthetic only (x); dotted: the handful N* = {f1.get('handful', '?')} (statistic mean "
+                       f"{f1.get('mean')}, sd {f1.get('sd')})", height=420)
+
+
+def f2_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
+    """Each seed's SFT start (RL's step 0) and RL end, on target and on RL's own prompts, same and fresh prompts."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["test_target pass@1 (F2's statistic)",
+                                                        "train pass@1 (RL's own prompts: does RL learn?)"])
+    for i, (name, label) in enumerate((("e2/rl-same", "same prompts as SFT"), ("e2/rl-fresh", "fresh prompts"))):
+        color = (RL_COLOR, PALETTE[2])[i]
+        for col, split in enumerate(("test_target", "train"), 1):
+            for j, run in enumerate(_runs(cfg, name)):
+                v = values(run, split)
+                if len(v) > 1:
+                    fig.add_scatter(x=[i * 3, i * 3 + 1], y=[v[0], v[-1]], mode="lines+markers", row=1, col=col,
+                                    line=dict(color=color), name=label, legendgroup=label,
+                                    showlegend=col == 1 and j == 0)
+    ticks = dict(tickvals=[0, 1, 3, 4], ticktext=["SFT start", "RL end", "SFT start", "RL end"])
+    fig.update_xaxes(**ticks)
+    fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
+    return _style(fig, f"F2 — {_verdict(result, 'F2')}: does RL after SFT raise target pass@1 above where SFT "
+                       f"stopped? One line per seed (statistic: end − start, mean {result.get('F2', {}).get('mean')})")
+
+
+def f3a_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
+    """Long SFT against RL from the base on the same prompts: train and held-out pass@1 over steps."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"SFT at constant lr ({cfg.long_steps} steps)",
+                                                        f"RL from the base ({cfg.rl_base_steps} steps)"])
+    for col, name in enumerate(("e3/sft-long", "e3/rl-base"), 1):
+        runs = _runs(cfg, name)
+        for split, color in (("train", CONTROL_COLOR), ("test_in_domain", PALETTE[2]), ("test_target", SFT_COLOR)):
+            _band(fig, runs, split, "pass@1", split, color, row=1, col=col, show_legend=col == 1)
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
+    f3a = result.get("F3a", {})
+    drops = [d["drop"] for d in f3a.get("sft_drop", [])]
+    return _style(fig, f"F3a — {_verdict(result, 'F3a')}: does held-out pass@1 peak and fall under long SFT while "
+                       f"train keeps rising, and not under RL? SFT's drop per seed {drops}")
+
+
+def f3b_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
+    """Forgetting against gain: SFT's path over its evaluations, RL's end point, the matched points circled."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["held-out standard-library loss rise (forgetting)",
+                                                        "KL to the start on the training prompts"])
+    for col, metric in enumerate((("general", "loss"), ("train", "kl_to_init")), 1):
+        for name, color, label in (("e3/sft-long", SFT_COLOR, "SFT"), ("e3/rl-base", RL_COLOR, "RL from the base")):
+            for j, run in enumerate(_runs(cfg, name)):
+                train, y = values(run, "train"), values(run, *metric)
+                if not train or len(y) != len(train):
+                    continue
+                y = [v - y[0] for v in y] if col == 1 else y
+                fig.add_scatter(x=[t - train[0] for t in train], y=y, mode="lines+markers", row=1, col=col,
+                                line=dict(color=color), name=label, legendgroup=label,
+                                showlegend=col == 1 and j == 0)
+    for m in result.get("F3b", {}).get("matched", []):
+        for col, (sft, rl) in enumerate(((m["sft_forgetting"], m["rl_forgetting"]), (m["sft_kl"], m["rl_kl"])), 1):
+            fig.add_scatter(x=[m["sft_gain"], m["rl_gain"]], y=[sft, rl], mode="markers", row=1, col=col,
+                            marker=dict(size=14, symbol="circle-open", color="black"), showlegend=False)
+    fig.update_xaxes(title="train pass@1 gain over the start")
+    return _style(fig, f"F3b — {_verdict(result, 'F3b')}: at the same gain (circled), does SFT forget more than RL "
+                       f"and move further from the base? (statistic mean {result.get('F3b', {}).get('mean')})")
+
+
+def reward_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
+    """Final test_in_domain pass@1 per reward mode: the mean as a bar, each seed as a dot, the start dashed."""
+    fig = go.Figure()
+    modes = [m for m in experiments.MODES if m in cfg.reward_modes]
+    starts = []
+    for i, mode in enumerate(modes):
+        runs = _runs(cfg, e4_run(cfg, mode))
+        ends = [final(r, "test_in_domain") for r in runs if values(r, "test_in_domain")]
+        starts += [values(r, "test_in_domain")[0] for r in runs if values(r, "test_in_domain")]
+        fig.add_bar(x=[mode], y=[np.mean(ends) if ends else None], marker_color=PALETTE[i], showlegend=False)
+        fig.add_scatter(x=[mode] * len(ends), y=ends, mode="markers", marker=dict(color="black", size=8),
+                        name="one seed", legendgroup="seed", showlegend=i == 0)
+    if starts:
+        fig.add_hline(y=float(np.mean(starts)), line=dict(dash="dash", color=CONTROL_COLOR),
+                      annotation_text="SFT start")
+    fig.update_yaxes(title="final greedy pass@1 on test_in_domain", rangemode="tozero")
+    order = " < ".join(result.get("reward_ordering", {}).get("observed_order", []))
+    return _style(fig, f"Reward ablation — {_verdict(result, 'reward_ordering')}: the paper's order is binary ≤ "
+                       f"coarse ≤ fine ≤ adaptive; observed: {order}")
+
+
+def figures(cfg: FindingsConfig, result: dict | None = None) -> dict:
+    """One figure per finding whose runs exist, by file stem (`result`: the findings; decided here if None)."""
+    result = experiments.findings(cfg) if result is None else result
+    want = set(cfg.experiments)
     figs = {}
-    if "E1" in cfg.experiments and any(members(f"e1/{n}") for n in e1_runs(cfg)):
-        figs["e1-sweep"] = sweep_figure(cfg)
-        figs["e1-target-curves"] = seed_bands([p for n in e1_runs(cfg) for p in members(f"e1/{n}")],
-                                              split="test_target")
-    if "E2" in cfg.experiments and members("e2/rl-same"):
-        figs["e2-target-curves"] = seed_bands(members("e2/rl-same") + members("e2/rl-fresh"), split="test_target")
-        figs["e2-train-curves"] = seed_bands(members("e2/rl-same") + members("e2/rl-fresh"), split="train")
-    if "E3" in cfg.experiments:
-        for name in (f"e1/atomic+{cfg.handful}", "e3/rl-base"):
-            if members(name):
-                figs[f"{name.replace('/', '-')}-gap"] = gap(members(name), heldout_split="test_target")
-    if "E4" in cfg.experiments and any(members(f"e4/{m}") for m in cfg.reward_modes):
-        ablation = [p for m in cfg.reward_modes for p in members(f"e4/{m}")]
-        figs["e4-reward-modes"] = seed_bands(ablation, split="test_in_domain")
+    if "E1" in want and _runs(cfg, f"e1/atomic+{cfg.rl_start}"):
+        figs["f1-mixtures"] = f1_figure(cfg, result)
+    if "E2" in want and _runs(cfg, "e2/rl-same"):
+        figs["f2-rl-after-sft"] = f2_figure(cfg, result)
+    if "E3" in want and _runs(cfg, "e3/sft-long"):
+        figs["f3a-overfitting"] = f3a_figure(cfg, result)
+        figs["f3b-forgetting"] = f3b_figure(cfg, result)
+    if "E4" in want and any(_runs(cfg, e4_run(cfg, m)) for m in cfg.reward_modes):
+        figs["reward-ordering"] = reward_figure(cfg, result)
     return figs
 
 
-def write_figures(cfg: FindingsConfig) -> list[Path]:
+def write_figures(cfg: FindingsConfig, result: dict | None = None) -> list[Path]:
     """One PNG per figure into cfg.figures_dir, beside findings.json; none without a Chrome to draw them."""
-    figs = figures(cfg)
-    return export.write(figs, cfg.figures_dir, html=False, png=bool(figs and export.chrome()), width=900,
-                        height=450)
+    figs = figures(cfg, result)
+    return export.write(figs, cfg.figures_dir, html=False, png=bool(figs and export.chrome()), width=1100,
+                        height=480)
 
 
 def run(cfg: FindingsConfig) -> dict:
     """Run (or finish) the suite, decide and write the findings (`experiments.run`), then write its figures."""
     result = experiments.run(cfg)
-    write_figures(cfg)
+    write_figures(cfg, result)
     return result
 
 
