@@ -112,27 +112,33 @@ class FindingsConfig:
     long_split: str = "train_B"            # the composites of the long SFT run and of RL from the base
     long_steps: int = 1200
     long_every: int = 150
-    rl_base_steps: int = 30
+    rl_base_steps: int = 60                # at lr 3e-5 RL from the base needs twice RL-from-SFT's steps
     rl_base_prompts: int = 200             # from the base few prompts are at the edge (~15 %): a larger pool
     rl_base_every: int = 10
+    e3_eval: dict[str, Any] = field(default_factory=lambda: dict(E3_EVAL))   # E3's runs' evaluation, over sft/rl
     # the runner
     workers: int = 2                       # runs side by side
     threads: int = 1                       # torch threads per run
     experiments: list[str] = field(default_factory=lambda: ["E1", "E2", "E3", "E4"])
 
     PRESETS: ClassVar[dict] = {
-        # Machinery check: a random tiny model, tiny data, one seed (verdicts: inconclusive by design).
-        "smoke": {"data_preset": "smoke", "base_model": "embedded", "stage_preset": "smoke",
+        # Machinery check: a random tiny model, tiny data, one seed (verdicts: inconclusive by design). E1 and E3
+        # hold both stages and the forgetting measures; E2/E4 (RL from an SFT run) run with `experiments` set to
+        # all four (the slow test; notebook 05 runs RL after SFT at smoke anyway).
+        "smoke": {"experiments": ["E1", "E3"], "data_preset": "smoke", "base_model": "embedded", "stage_preset": "smoke",
                   "sft": SMOKE_EVAL, "rl": SMOKE_EVAL, "seeds": [0], "sizes": [8], "synthetic_only": 8,
                   "rl_start": 8, "sft_steps": 6, "rl_steps": 2, "rl_sft_prompts": 16, "long_steps": 8,
                   "long_every": 4, "rl_base_steps": 2, "rl_base_prompts": 16, "rl_base_every": 1,
+                  "e3_eval": {"eval.reference_loss": True, "eval.general_blocks": 2, "eval.kl_prompts": 4},
                   "reward_modes": ["binary", "fine"]},
         # One seed, short runs: too small to decide anything (it says so).
         "quick": {"seeds": [0], "sizes": [300, 1000], "sft_steps": 200, "rl_steps": 10, "long_steps": 400,
                   "long_every": 100, "rl_base_steps": 10, "rl_base_every": 5, "reward_modes": ["binary", "fine"],
                   "sft": EVAL, "rl": EVAL},
-        # Decides the findings on the 2-core CPU: 3 seeds, the whole suite (its time: README).
-        "paper": {"sft": EVAL, "rl": EVAL},
+        # Decides the findings on the 2-core CPU: 3 seeds, the whole suite (its time: README). The reward ablation
+        # is cut to binary against fine: an RL run is ~7.5 minutes on one core, and the four modes would add 35
+        # minutes to the suite (README, *The findings*).
+        "paper": {"sft": EVAL, "rl": EVAL, "reward_modes": ["binary", "fine"]},
         # A GPU: bigger model and data, longer runs (stage presets `full`).
         "full": {"data_preset": "full", "base_model": "", "base_preset": "full", "stage_preset": "full",
                  "seeds": [0, 1, 2, 3, 4], "sizes": [100, 300, 1000, 3000, 10000], "synthetic_only": 10000,
@@ -212,11 +218,11 @@ def suite(cfg: FindingsConfig) -> list[Job]:
             sft(start, seed, mixture(cfg.rl_start), cfg.sft_steps, cfg.sft_steps)
         if "E3" in want:
             sft("e3/sft-long", seed, {**tasks.ATOMIC, cfg.long_split: 1.0}, cfg.long_steps, cfg.long_every,
-                schedule="constant", **E3_EVAL)
+                schedule="constant", **cfg.e3_eval)
     for seed in cfg.seeds:
         if "E3" in want:
             rl("e3/rl-base", seed, "base", cfg.rl_base_steps, cfg.rl_base_every, prompts=base_prompts(cfg),
-               max_prompts=cfg.rl_base_prompts, **E3_EVAL)
+               max_prompts=cfg.rl_base_prompts, **cfg.e3_eval)
         if want & {"E2", "E4"}:
             rl("e2/rl-fresh", seed, start, cfg.rl_steps, max(1, cfg.rl_steps // 2), prompts="fresh", **from_sft)
         if "E2" in want:
@@ -306,6 +312,10 @@ def findings(cfg: FindingsConfig) -> dict:
     want = set(cfg.experiments)
     pre = {"eval_tasks": eval_tasks(cfg, data)}
     out: dict[str, Any] = {"rule": RULE, "seeds": cfg.seeds, "runs_complete": len(done), "preconditions": pre}
+    # Each run's own time (its metrics' last wall_time, which resumes carry on): on 2 cores with two runs side by
+    # side the suite takes about half their sum.
+    seconds = {n: max(r["wall_time"] for r in runs.read_jsonl(root / n / "metrics.jsonl")) for n in sorted(done)}
+    out["run_seconds"] = {"total": round(sum(seconds.values())), **{n: round(v) for n, v in seconds.items()}}
     if want & {"E1", "E2", "E4"}:
         pre["sft_target_in_range"] = precondition(mean([final(run(start, s), "test_target") for s in have(start)]),
                                                   TARGET_RANGE)
@@ -404,7 +414,8 @@ def findings(cfg: FindingsConfig) -> dict:
                    next((v for v in verdicts if v.startswith("inconclusive (")), "inconclusive"))
         means = {m: round(float(np.mean(v)), 4) if v else None for m, v in ends.items()}
         out["reward_ordering"] = gated({
-            "claim": "RLTF's ablation order: binary <= coarse <= fine <= adaptive",
+            "claim": "RLTF's ablation order (binary <= coarse <= fine <= adaptive), over the modes run: "
+                     + " <= ".join(modes),
             "statistic": f"final test_in_domain pass@1 per reward mode ({cfg.ablation_algorithm} from the SFT start, "
                          "fresh prompts); each adjacent step by the rule on its per-seed differences",
             "verdict": overall, "steps": steps, "per_seed": ends, "mean": means, "seeds_used": seeds,
@@ -446,7 +457,8 @@ def summary(result: dict) -> str:
 
 
 def run(cfg: FindingsConfig) -> dict:
-    """Run (or finish) the suite, then decide and write the findings. Returns the findings."""
+    """Run (or finish) the suite, then decide and write the findings (`suite_wall_s`: this invocation's time; a
+    resumed suite's runs keep their own times in `run_seconds`). Returns the findings."""
     jobs = suite(cfg)
     t0 = time.time()
     config.save(cfg, Path(cfg.out_dir) / "findings_config.json")   # what notebook 07 reads to show a suite
@@ -458,6 +470,7 @@ def run(cfg: FindingsConfig) -> dict:
         print(f"findings: {len(failed)} jobs failed or blocked (see logs): {', '.join(failed)}")
     result = findings(cfg)
     result["suite_wall_s"] = round(time.time() - t0, 1)
+    result["config"] = config.to_dict(cfg)
     result["failed"] = failed
     write(cfg, result)
     print(summary(result))

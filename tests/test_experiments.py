@@ -170,7 +170,8 @@ def test_suite_orders_rl_after_its_sft_start_and_checks_its_config():
 @pytest.mark.slow
 def test_smoke_suite_end_to_end(tmp_path):
     cfg = config.resolve(experiments.FindingsConfig, "smoke", {"out_dir": str(tmp_path / "suite"),
-                                                      "figures_dir": str(tmp_path / "figures")})
+                                                               "figures_dir": str(tmp_path / "figures"),
+                                                               "experiments": ["E1", "E2", "E3", "E4"]})
     result = experiments.run(cfg)
     assert result["failed"] == [] and result["runs_complete"] == len(experiments.suite(cfg)) - 1   # all but the data
     saved = json.loads((tmp_path / "figures" / "findings.json").read_text())

@@ -1,7 +1,7 @@
 """Every notebook runs headless under papermill at the smoke preset, in order, as the main job runs them.
 
 One `labkit regress --preset smoke` run executes the whole sequence: each notebook hands its outputs on to the
-next (04 and 05 train from 02's data and 03's base, 06 draws 04's and 05's runs, 07 reuses 03's base), writes
+next (04 and 05 train from 02's data and 03's base, 06 draws 04's and 05's runs; 07 runs the smoke suite), writes
 its metrics.json, and its metrics are checked against the smoke thresholds. A failing notebook shows in the
 printed table with its error. The run's figures are skipped here: `tests/test_regress.py` and
 `tests/test_viz.py` cover them. Notebooks 04-06 are also run on their own, as a user opening one would.

@@ -47,15 +47,16 @@ def _band(fig, runs: list[Path], split: str, metric: str, name: str, color: str,
         return
     table = np.array([[c[s] for s in steps] for c in curves])
     where = dict(row=row, col=col) if row else {}
-    fig.add_scatter(x=steps + steps[::-1], y=list(table.max(0)) + list(table.min(0))[::-1], fill="toself",
+    fig.add_scatter(x=steps + steps[::-1], y=list(table.max(0)) + list(table.min(0))[::-1], fill="toself", mode="lines",
                     line=dict(width=0), fillcolor=color, opacity=0.15, hoverinfo="skip", showlegend=False, **where)
     fig.add_scatter(x=steps, y=table.mean(0), mode="lines+markers", name=name, line=dict(color=color),
                     legendgroup=name, showlegend=show_legend, **where)
 
 
-def _style(fig, title: str, height: int = 450) -> go.Figure:
-    fig.update_layout(title=dict(text=title, font=dict(size=14)), template="plotly_white", height=height,
-                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(t=80, b=110))
+def _style(fig, verdict: str, question: str, height: int = 450) -> go.Figure:
+    """The title: the verdict on the first line, what to look for on the second."""
+    fig.update_layout(title=dict(text=f"<b>{verdict}</b><br><span style='font-size:12px'>{question}</span>"), template="plotly_white", height=height,
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(t=115, b=110))
     return fig
 
 
@@ -95,9 +96,9 @@ def f1_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
     fig.update_xaxes(type="log", title="composites (log)")
     fig.update_yaxes(title="final greedy pass@1", rangemode="tozero", col=1)
     f1 = result.get("F1", {})
-    return _style(fig, f"F1 — {_verdict(result, 'F1')}: atomic + N (blue) must beat atomic only (dashed) and "
-                       f"synthetic only (x); dotted: the handful N* = {f1.get('handful', '?')} (statistic mean "
-                       f"{f1.get('mean')}, sd {f1.get('sd')})", height=420)
+    return _style(fig, f"F1 — {_verdict(result, 'F1')} (statistic mean {f1.get('mean')}, sd {f1.get('sd')})",
+                  f"atomic + N (blue) must beat atomic only (dashed) and synthetic only (x); dotted: the handful "
+                  f"N* = {f1.get('handful', '?')}, where F1 is judged", height=420)
 
 
 def f2_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
@@ -116,8 +117,9 @@ def f2_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
     ticks = dict(tickvals=[0, 1, 3, 4], ticktext=["SFT start", "RL end", "SFT start", "RL end"])
     fig.update_xaxes(**ticks)
     fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
-    return _style(fig, f"F2 — {_verdict(result, 'F2')}: does RL after SFT raise target pass@1 above where SFT "
-                       f"stopped? One line per seed (statistic: end − start, mean {result.get('F2', {}).get('mean')})")
+    return _style(fig, f"F2 — {_verdict(result, 'F2')} (statistic end − start, mean "
+                       f"{result.get('F2', {}).get('mean')})",
+                  "does RL after SFT raise target pass@1 above where SFT stopped? One line per seed")
 
 
 def f3a_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
@@ -132,8 +134,9 @@ def f3a_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
     fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
     f3a = result.get("F3a", {})
     drops = [d["drop"] for d in f3a.get("sft_drop", [])]
-    return _style(fig, f"F3a — {_verdict(result, 'F3a')}: does held-out pass@1 peak and fall under long SFT while "
-                       f"train keeps rising, and not under RL? SFT's drop per seed {drops}")
+    return _style(fig, f"F3a — {_verdict(result, 'F3a')}",
+                  f"does held-out pass@1 peak and fall under long SFT while train keeps rising, and not under RL? "
+                  f"SFT's drop per seed {drops}")
 
 
 def f3b_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
@@ -155,8 +158,8 @@ def f3b_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
             fig.add_scatter(x=[m["sft_gain"], m["rl_gain"]], y=[sft, rl], mode="markers", row=1, col=col,
                             marker=dict(size=14, symbol="circle-open", color="black"), showlegend=False)
     fig.update_xaxes(title="train pass@1 gain over the start")
-    return _style(fig, f"F3b — {_verdict(result, 'F3b')}: at the same gain (circled), does SFT forget more than RL "
-                       f"and move further from the base? (statistic mean {result.get('F3b', {}).get('mean')})")
+    return _style(fig, f"F3b — {_verdict(result, 'F3b')} (statistic mean {result.get('F3b', {}).get('mean')})",
+                  "at the same gain (circled), does SFT forget more than RL and move further from the base?")
 
 
 def reward_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
@@ -176,8 +179,8 @@ def reward_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
                       annotation_text="SFT start")
     fig.update_yaxes(title="final greedy pass@1 on test_in_domain", rangemode="tozero")
     order = " < ".join(result.get("reward_ordering", {}).get("observed_order", []))
-    return _style(fig, f"Reward ablation — {_verdict(result, 'reward_ordering')}: the paper's order is binary ≤ "
-                       f"coarse ≤ fine ≤ adaptive; observed: {order}")
+    return _style(fig, f"Reward ablation — {_verdict(result, 'reward_ordering')}",
+                  f"the paper's order is binary ≤ coarse ≤ fine ≤ adaptive; observed: {order}")
 
 
 def figures(cfg: FindingsConfig, result: dict | None = None) -> dict:
