@@ -23,7 +23,7 @@ def _fake_run(path: Path, steps: int, curves: dict, edge=None):
         split, _, metric = key.partition(":")
         for i, v in enumerate(values):
             rows.append({"step": steps * i // (len(values) - 1), "split": split, "metric": metric or "pass@1",
-                         "value": v})
+                         "value": v, "wall_time": 10.0 * i})
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (path / experiments._ckpt(steps)).mkdir(parents=True)
     if edge:
@@ -35,7 +35,8 @@ def _suite_dir(tmp_path, target: dict[str, list[float]], e2: list[tuple], sft_lo
     """Made-up runs of every experiment, 3 seeds unless the lists are shorter. E1's atomic+60 is RL's start."""
     cfg = config.resolve(experiments.FindingsConfig, "paper", {
         "out_dir": str(tmp_path), "data_dir": str(tmp_path / "data"), "base_model": "embedded", "sizes": [20, 60],
-        "rl_start": 60, "synthetic_only": 60, "sft_steps": 10, "rl_steps": 4, "long_steps": 12, "rl_base_steps": 4})
+        "rl_start": 60, "synthetic_only": 60, "sft_steps": 10, "rl_steps": 4, "long_steps": 12, "rl_base_steps": 4,
+        "reward_modes": list(experiments.MODES)})
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "manifest.json").write_text(json.dumps({"counts": {"test_in_domain": 300,
                                                                            "test_target": 300}}))
@@ -63,8 +64,8 @@ def _suite_dir(tmp_path, target: dict[str, list[float]], e2: list[tuple], sft_lo
             if mode == "binary":   # E2's fresh run is the binary run: give it this test_in_domain curve
                 rows = [r for r in runs.read_jsonl(root / name / f"s{s}" / "metrics.jsonl")
                         if r["split"] != "test_in_domain"]
-                rows += [{"step": 0, "split": "test_in_domain", "metric": "pass@1", "value": 0.1},
-                         {"step": 4, "split": "test_in_domain", "metric": "pass@1", "value": v}]
+                rows += [{"step": 0, "split": "test_in_domain", "metric": "pass@1", "value": 0.1, "wall_time": 0.0},
+                         {"step": 4, "split": "test_in_domain", "metric": "pass@1", "value": v, "wall_time": 10.0}]
                 runs.write_jsonl(root / name / f"s{s}" / "metrics.jsonl", rows)
             else:
                 _fake_run(root / name / f"s{s}", 4, {"test_in_domain": [0.1, v], "train": list(rl_train)})
@@ -99,6 +100,7 @@ def test_findings_reproduced_when_the_numbers_say_so(tmp_path):
     assert r["reward_ordering"]["verdict"] == "reproduced"
     assert r["reward_ordering"]["observed_order"] == ["binary", "coarse", "fine", "adaptive"]
     assert "precondition rl_learns_from_base: holds" in experiments.summary(r)
+    assert r["run_seconds"]["e1/atomic-only/s0"] == 10 and r["run_seconds"]["total"] > 0
 
 
 def test_findings_not_reproduced_or_inconclusive_when_they_do_not(tmp_path):
