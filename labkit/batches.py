@@ -1,10 +1,12 @@
 """Prompt + completion examples as token ids: how SFT trains on a task and how an evaluation scores its
-reference solution (the held-out loss of a split), so both see exactly the same tokens.
+reference solution (the held-out loss of a split), so both see exactly the same tokens; and the loss of plain
+text blocks (pretraining's held-out loss, `labkit.forgetting`'s held-out standard-library loss).
 
     ids, labels = encode(tokenizer, task.prompt, task.solution)   # prompt labels masked with -100
     batch = collate([(ids, labels), ...], tokenizer.pad_token_id)
     loss_sum, n_labels = token_losses(model, batch)
     reference_loss(model, tokenizer, tasks)                      # per-token loss of the reference bodies
+    block_loss(model, blocks, batch_size)                        # mean loss of plain text blocks [n, seq_len]
 """
 from __future__ import annotations
 
@@ -54,3 +56,13 @@ def reference_loss(model, tokenizer, task_list: list, batch_size: int = 32) -> f
         loss, n = token_losses(model, batch)
         total, count = total + loss.item(), count + n.item()
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def block_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
+    """Mean next-token loss over `blocks` (the caller puts the model in eval mode; no RNG is consumed, so
+    resuming stays exact)."""
+    device = next(model.parameters()).device
+    losses = [model(input_ids=b.to(device), labels=b.to(device)).loss.float().item()
+              for b in blocks.split(batch_size)]
+    return sum(losses) / len(losses)

@@ -320,16 +320,17 @@ def findings(cfg: FindingsConfig) -> dict:
         pre["sft_target_in_range"] = precondition(mean([final(run(start, s), "test_target") for s in have(start)]),
                                                   TARGET_RANGE)
     if want & {"E2", "E4"}:
-        seeds = have(start, "e2/rl-same" if "E2" in want else "e2/rl-fresh")
-        rl_runs = [run("e2/rl-same" if "E2" in want else "e2/rl-fresh", s) for s in seeds]
-        pre["rl_learns_from_sft"] = precondition(mean([rise(r) for r in rl_runs]), RL_LEARNS)
-        pre["sft_start_not_memorised"] = precondition(mean([edge_share(r) for r in rl_runs]), EDGE_SHARE)
-        pre["sft_start_trained"] = precondition(mean([values(r, "test_target")[0] for r in rl_runs]), TRAINED)
+        judged = "e2/rl-same" if "E2" in want else "e2/rl-fresh"   # the RL run from the SFT start that E2 judges
+        from_sft = [run(judged, s) for s in have(start, judged)]
+        pre["rl_learns_from_sft"] = precondition(mean([rise(r) for r in from_sft]), RL_LEARNS)
+        pre["sft_start_not_memorised"] = precondition(mean([edge_share(r) for r in from_sft]), EDGE_SHARE)
+        pre["sft_start_trained"] = precondition(mean([values(r, "test_target")[0] for r in from_sft]), TRAINED)
     if "E3" in want:
-        seeds = have("e3/sft-long", "e3/rl-base")
-        pre["rl_learns_from_base"] = precondition(mean([rise(run("e3/rl-base", s)) for s in seeds]), RL_LEARNS)
-        drops = [window_drop(values(run("e3/sft-long", s), "test_target"), EVAL_TASKS) for s in seeds]
-        pre["sft_peak_then_drop"] = precondition(mean([d["drop"] for d in drops]), PEAK_DROP)
+        e3_seeds = have("e3/sft-long", "e3/rl-base")
+        sft_runs, rl_runs = [run("e3/sft-long", s) for s in e3_seeds], [run("e3/rl-base", s) for s in e3_seeds]
+        sft_drop = [window_drop(values(r, "test_target"), EVAL_TASKS) for r in sft_runs]
+        pre["rl_learns_from_base"] = precondition(mean([rise(r) for r in rl_runs]), RL_LEARNS)
+        pre["sft_peak_then_drop"] = precondition(mean([d["drop"] for d in sft_drop]), PEAK_DROP)
 
     if "E1" in want:
         names = list(e1_runs(cfg))
@@ -367,9 +368,7 @@ def findings(cfg: FindingsConfig) -> dict:
                 "train_start_end": [(values(run(name, s), "train")[0], final(run(name, s), "train")) for s in seeds]},
                 pre, ["rl_learns_from_sft", "sft_start_not_memorised", "sft_start_trained", "eval_tasks"])
     if "E3" in want:
-        seeds = have("e3/sft-long", "e3/rl-base")
-        sft_runs, rl_runs = [run("e3/sft-long", s) for s in seeds], [run("e3/rl-base", s) for s in seeds]
-        sft_drop = [window_drop(values(r, "test_target"), EVAL_TASKS) for r in sft_runs]
+        seeds = e3_seeds
         rl_drop = [window_drop(values(r, "test_target"), EVAL_TASKS) for r in rl_runs]
         out["F3a"] = gated({
             "claim": "RL from the base model avoids the overfitting SFT shows (held-out pass@1 peaks and falls "

@@ -18,7 +18,7 @@ import copy
 
 import torch
 
-from labkit import models, rollouts, sampling
+from labkit import batches, models, rollouts, sampling
 from labkit.policy import token_logprobs
 
 SEQ_LEN = 256   # tokens per block of held-out text, as the base model was pretrained
@@ -59,10 +59,7 @@ class Forgetting:
         RNG, so the sampling here shifts no training stream)."""
         records = []
         if self.blocks is not None:
-            device = next(model.parameters()).device
-            losses = [model(input_ids=b.to(device), labels=b.to(device)).loss.float().item()
-                      for b in self.blocks.split(8)]
-            records.append({"split": "general", "metric": "loss", "value": sum(losses) / len(losses)})
+            records.append({"split": "general", "metric": "loss", "value": batches.block_loss(model, self.blocks, 8)})
         if self.start is not None and train_tasks:
             rollout = rollouts.sample(model, self.tokenizer, self.pieces, train_tasks[:self.kl_prompts], 1,
                                       temperature=1.0, top_p=1.0, max_new_tokens=self.max_new_tokens)

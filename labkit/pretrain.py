@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from labkit import base, loop, runs
+from labkit import base, batches, loop, runs
 from labkit.models import (HELDOUT_EVERY, STDLIB_CHARS, ModelConfig, atomic_documents, load, n_params,
                            phrase_first_documents, stdlib_documents)
 from labkit.config import UserError
@@ -139,16 +139,6 @@ def make_optimizer(model, cfg: PretrainConfig) -> torch.optim.AdamW:
                              fused=next(model.parameters()).is_cuda)
 
 
-@torch.no_grad()
-def block_loss(model, blocks: torch.Tensor, batch_size: int) -> float:
-    """Mean next-token loss over `blocks` (the caller puts the model in eval mode; no RNG is consumed, so
-    resuming stays exact)."""
-    device = next(model.parameters()).device
-    losses = [model(input_ids=b.to(device), labels=b.to(device)).loss.float().item()
-              for b in blocks.split(batch_size)]
-    return sum(losses) / len(losses)
-
-
 def train(cfg: PretrainConfig) -> Path:
     """Run (or resume) pretraining; returns the directory of the final model."""
     if cfg.model.lora.enabled:
@@ -192,7 +182,7 @@ def train(cfg: PretrainConfig) -> Path:
                 {"split": "train", "metric": "tokens_per_s", "value": len(losses) * batch.numel() / seconds}]
 
     def evaluator(model, step: int):
-        return [{"split": name, "metric": "loss", "value": block_loss(model, blocks, cfg.batch_size)}
+        return [{"split": name, "metric": "loss", "value": batches.block_loss(model, blocks, cfg.batch_size)}
                 for name, blocks in eval_blocks.items()], None, None
 
     finished_before = trainer.step >= cfg.steps

@@ -18,10 +18,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from labkit import experiments
-from labkit.experiments import FindingsConfig, by_kind, curve, e4_run, final, paths, values
+from labkit.experiments import FindingsConfig, by_kind, e4_run, final, paths, values
 from labkit.tasks import KINDS
 from labkit.viz import export
-from labkit.viz.runs import PALETTE
+from labkit.viz.runs import PALETTE, seed_bands
 
 CONFIG = FindingsConfig
 CLI_ALIASES = {"--out": "out_dir", "--figures": "figures_dir"}
@@ -38,19 +38,16 @@ def _verdict(result: dict, key: str) -> str:
     return result.get(key, {}).get("verdict", "not run")
 
 
-def _band(fig, runs: list[Path], split: str, metric: str, name: str, color: str, row=None, col=None,
-          show_legend=True):
-    """Mean over seeds and the min-max band of one metric's curve (steps where every seed has a value)."""
-    curves = [dict(curve(r, split, metric)) for r in runs]
-    steps = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    if not steps:
-        return
-    table = np.array([[c[s] for s in steps] for c in curves])
-    where = dict(row=row, col=col) if row else {}
-    fig.add_scatter(x=steps + steps[::-1], y=list(table.max(0)) + list(table.min(0))[::-1], fill="toself", mode="lines",
-                    line=dict(width=0), fillcolor=color, opacity=0.15, hoverinfo="skip", showlegend=False, **where)
-    fig.add_scatter(x=steps, y=table.mean(0), mode="lines+markers", name=name, line=dict(color=color),
-                    legendgroup=name, showlegend=show_legend, **where)
+def _band(fig, runs: list[Path], split: str, color: str, col: int, show_legend: bool):
+    """`seed_bands`' mean and min-max band of one split's pass@1 over the seeds, named and coloured by split, in
+    one panel."""
+    for trace in seed_bands(runs, split=split).data if runs else ():
+        trace.update(name=split, legendgroup=split, showlegend=show_legend and trace.showlegend is not False)
+        if trace.fill == "toself":
+            trace.update(fillcolor=color)
+        else:
+            trace.update(line=dict(color=color))
+        fig.add_trace(trace, row=1, col=col)
 
 
 def _style(fig, verdict: str, question: str, height: int = 450) -> go.Figure:
@@ -129,7 +126,7 @@ def f3a_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
     for col, name in enumerate(("e3/sft-long", "e3/rl-base"), 1):
         runs = _runs(cfg, name)
         for split, color in (("train", CONTROL_COLOR), ("test_in_domain", PALETTE[2]), ("test_target", SFT_COLOR)):
-            _band(fig, runs, split, "pass@1", split, color, row=1, col=col, show_legend=col == 1)
+            _band(fig, runs, split, color, col, show_legend=col == 1)
     fig.update_xaxes(title="step")
     fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
     f3a = result.get("F3a", {})

@@ -248,8 +248,8 @@ def seed_bands(run_dirs, metric: str = "pass@1", split: str | None = None, x: st
         color = PALETTE[i % len(PALETTE)]
         band_x = pd.concat([agg.x, agg.x[::-1]])
         band_y = pd.concat([smooth(agg.hi, smoothing), smooth(agg.lo, smoothing)[::-1]])
-        fig.add_scatter(x=band_x, y=band_y, fill="toself", fillcolor=color, opacity=0.2, line=dict(width=0),
-                        hoverinfo="skip", showlegend=False, legendgroup=group)
+        fig.add_scatter(x=band_x, y=band_y, fill="toself", mode="lines", fillcolor=color, opacity=0.2,
+                        line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=group)
         fig.add_scatter(x=agg.x, y=smooth(agg["mean"], smoothing), mode="lines+markers", legendgroup=group,
                         name=f"{group} (n={len(members)})", line=dict(color=color))
     return _layout(fig, f"{metric} on {split}: mean and min-max over seeds", x, metric)
