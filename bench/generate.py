@@ -1,14 +1,15 @@
 """Sampling throughput: labkit's generation (`sampling.complete`: KV cache, a finished sample leaves the batch)
 vs Hugging Face `model.generate` with a stopping criterion for the same stop rule (what the lab used before), and
-vs plain `model.generate` that runs to max_new_tokens, on the atomic prompts.
+vs plain `model.generate` that runs to eos or max_new_tokens, on the atomic prompts; per token, labkit with its
+stop rule off (`function_end=False`: to eos or max_new_tokens) against plain `model.generate`, the same tokens.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/generate.py [--model runs/pretrain] [--prompts 300]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python bench/generate.py [--model base] [--prompts 300]
 
-Without --model (or if it does not exist) a fresh embedded `small` model is used; a pretrained one is more
-telling, since the early stop only helps a model that ends its bodies. Repeats are interleaved; medians are
-compared; all sides use the same batch size. "Useful tokens" are those of the completions after the stop rule
-cut them, i.e. what an evaluation needs; "generated tokens" count everything the model produced. Writes
-runs/bench/generate.json.
+--model is "base" (the committed base, default), "embedded" (a fresh `small` model) or a model directory; a
+pretrained one is more telling, since the early stop only helps a model that ends its bodies. Greedy. Repeats are
+interleaved; medians are compared; all sides use the same batch size. "Useful tokens" are those of the
+completions after the stop rule cut them, i.e. what an evaluation needs; "generated tokens" count everything the
+model produced (`ms_per_generated_token`). Writes runs/bench/generate.json.
 """
 import argparse
 import json
@@ -57,7 +58,7 @@ def hf_generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop_rule
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="runs/pretrain")
+    parser.add_argument("--model", default="base")
     parser.add_argument("--prompts", type=int, default=300, help="atomic prompts (the library has 300)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=256)
@@ -65,13 +66,15 @@ def main() -> None:
     parser.add_argument("--out", default="runs/bench/generate.json")
     a = parser.parse_args()
 
-    name = a.model if Path(a.model).exists() else "embedded"
+    name = a.model
     model, tokenizer = models.load(models.ModelConfig(name_or_path=name, size="small"), seed=0)
     model.eval()
     prompts = [t.prompt for t in tasks.atom_base(atomic.library())][:a.prompts]
     sides = {
         "labkit": lambda: sampling.complete(model, tokenizer, prompts, max_new_tokens=a.max_new_tokens,
                                             batch_size=a.batch_size),
+        "labkit_same_length": lambda: sampling.complete(model, tokenizer, prompts, max_new_tokens=a.max_new_tokens,
+                                                        batch_size=a.batch_size, function_end=False),
         "generate_with_stop_rule": lambda: hf_generate(model, tokenizer, prompts, a.max_new_tokens,
                                                        a.batch_size, stop_rule=True),
         "plain_generate": lambda: hf_generate(model, tokenizer, prompts, a.max_new_tokens, a.batch_size,
@@ -99,12 +102,17 @@ def main() -> None:
         t = statistics.median(ts)
         result[side] = {"seconds_median": t, "seconds_range": [min(ts), max(ts)],
                         "generated_tokens": n_tokens(texts[side]), "generated_tokens_per_s": n_tokens(texts[side]) / t,
+                        "ms_per_generated_token": 1000 * t / n_tokens(texts[side]),
                         "useful_tokens_per_s": useful / t}
         print(f"{side:15s} {t:6.2f} s  {n_tokens(texts[side]) / t:8.0f} generated tok/s  "
               f"{useful / t:8.0f} useful tok/s")
     for peer in ("generate_with_stop_rule", "plain_generate"):
         result[f"speedup_over_{peer}"] = result[peer]["seconds_median"] / result["labkit"]["seconds_median"]
         print(f"labkit speed-up over {peer}: {result[f'speedup_over_{peer}']:.2f}x")
+    result["per_token_ratio_generate_over_labkit_same_length"] = (
+        result["plain_generate"]["ms_per_generated_token"] / result["labkit_same_length"]["ms_per_generated_token"])
+    print(f"per generated token, same length: plain generate / labkit "
+          f"{result['per_token_ratio_generate_over_labkit_same_length']:.2f}")
     result["greedy_bodies_identical_to_peer"] = [tasks.cut_completion(t) for t in texts["labkit"]] == \
         [tasks.cut_completion(t) for t in texts["generate_with_stop_rule"]]
     print("greedy bodies identical to the generate peer:", result["greedy_bodies_identical_to_peer"])

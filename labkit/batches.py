@@ -37,9 +37,18 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
 
 
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token cross-entropy over labelled tokens, number of labelled tokens)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
+    """(sum of next-token cross-entropy over labelled tokens, number of labelled tokens).
+
+    Only the positions from the batch's first labelled token on go through the output layer (`logits_to_keep`):
+    with the loss on completions, the prompts' logits would be computed and thrown away."""
+    labels = batch["labels"]
+    labelled = (labels != -100).any(0)
+    width = labels.shape[1]
+    keep = width - int(labelled.float().argmax()) + 1 if labelled.any() else width   # + 1: logits predict the next
+    keep = min(keep, width)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=keep).logits[:, :-1]
+    targets = labels[:, width - keep + 1:]
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                              ignore_index=-100, reduction="sum")
     return loss, (targets != -100).sum()

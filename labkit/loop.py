@@ -160,6 +160,14 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def adamw(model, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW over the model's trainable parameters, as SFT and RL train. `foreach`: one kernel per operation over
+    all tensors instead of a Python loop over them (on a CPU torch defaults to the loop, a few percent of a small
+    model's step); the same numbers, bit for bit."""
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay,
+                             foreach=True)
+
+
 def load_weights(model, ckpt: Path) -> None:
     """Load a checkpoint's weights into an already built model (full model or LoRA adapter)."""
     from safetensors.torch import load_file

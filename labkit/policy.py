@@ -84,6 +84,21 @@ def token_logprobs(model, batch: dict, temperature: float, with_entropy: bool = 
     return logp, entropy
 
 
+def length_chunks(batch: dict, size: int) -> list[tuple[torch.Tensor, dict]]:
+    """A prompt + completion batch as chunks of at most `size` rows (0: one chunk) of similar length, each
+    trimmed to its own longest prompt (left padding) and completion (right padding): [(row indices, chunk)].
+    The rows' tokens and positions are unchanged, so the chunks' summed losses are the batch's loss."""
+    prompt_len, completion_len = batch["prompt_mask"].sum(1), batch["completion_mask"].sum(1)
+    order = torch.argsort(prompt_len + completion_len, stable=True)
+    out = []
+    for start in range(0, len(order), size or len(order)):
+        rows = order[start:start + (size or len(order))]
+        pw, cw = max(int(prompt_len[rows].max()), 1), int(completion_len[rows].max())
+        out.append((rows, {k: v[rows][:, -pw:] if k.startswith("prompt") else v[rows][:, :cw]
+                           for k, v in batch.items()}))
+    return out
+
+
 @contextlib.contextmanager
 def reference_of(model, frozen):
     """The reference policy: a frozen copy of the init, or, with LoRA, the model itself with its adapter

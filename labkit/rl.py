@@ -54,8 +54,8 @@ from labkit import batches, config, files, forgetting, loop, prompts, runs, samp
 from labkit.config import UserError
 from labkit.loop import EVAL_PRESETS, EvalSchedule
 from labkit.models import ModelConfig, add_lora, base_model, load
-from labkit.policy import (clipped_surrogate, group_advantages, k3, ratio_bounds, reference_of, token_advantages,
-                           token_logprobs, token_weights, varied_groups)
+from labkit.policy import (clipped_surrogate, group_advantages, k3, length_chunks, ratio_bounds, reference_of,
+                           token_advantages, token_logprobs, token_weights, varied_groups)
 from labkit.rewards import RewardMode
 from labkit.rollouts import (ROLLOUT, Rollout, Scored, collate_experience, experiences, reward_rollout,
                              rollout_records, sample, save_rollouts, select_groups)
@@ -112,7 +112,10 @@ class RLConfig:
     # `max_resample` extra rounds per step, until the step holds `prompts_per_step` groups (grpo).
     dynamic_sampling: bool = True
     max_resample: int = 1
-    micro_batch: int = 0              # completions per forward/backward; 0 = the whole batch at once
+    # Completions per forward/backward (0: the whole batch at once). The batch is sorted by length first and each
+    # chunk padded only to its own longest completion: on a CPU, where the cost follows the padded tokens, chunks
+    # of 16 halve the update against one padded batch (bench/rl_step.py). A GPU wants larger chunks (`full`).
+    micro_batch: int = 16
     grad_clip: float = 1.0
     # rltf: the generator fills a buffer (queue) the trainer samples from; refreshed from the trainer's weights
     buffer_size: int = 512
@@ -179,41 +182,44 @@ def policy_update(lp: loop.Loop, rl: "Actors", batch: dict, advantages: torch.Te
     if cfg.loss_type != "dapo":
         n_completions = accelerator.reduce(torch.tensor(float(len(mask)), device=mask.device), "sum")
         weights = token_weights(mask, cfg.loss_type, n_tokens, n_completions, cfg.max_new_tokens)
-    size = cfg.micro_batch or len(mask)
-    chunks = [slice(i, i + size) for i in range(0, len(mask), size)]
-    part = [{k: v[c] for k, v in batch.items()} for c in chunks]
+    # Chunks of rows of similar length, each padded only to its own longest row; per-row tensors follow them.
+    chunks = []
+    for rows, b in length_chunks(batch, cfg.micro_batch):
+        width = b["completion_ids"].shape[1]
+        chunks.append({"batch": b, "mask": mask[rows][:, :width], "advantages": advantages[rows][:, :width],
+                       "weights": None if weights is None else weights[rows][:, :width]})
     ref_logp = [None] * len(chunks)
     if cfg.beta > 0:
         with torch.no_grad(), reference_of(lp.unwrapped, rl.frozen) as reference:
-            ref_logp = [token_logprobs(reference, b, cfg.temperature)[0] for b in part]
+            ref_logp = [token_logprobs(reference, c["batch"], cfg.temperature)[0] for c in chunks]
     old_logp = [None] * len(chunks)
     low, high = ratio_bounds(cfg.epsilon, cfg.epsilon_high)
     sums = collections.Counter()
     for it in range(cfg.num_iterations):
-        for j, (c, b) in enumerate(zip(chunks, part)):
-            logp, entropy = token_logprobs(model, b, cfg.temperature, with_entropy=it == 0)
+        for j, c in enumerate(chunks):
+            logp, entropy = token_logprobs(model, c["batch"], cfg.temperature, with_entropy=it == 0)
             old = logp.detach() if old_logp[j] is None else old_logp[j]
-            per_token = clipped_surrogate(logp, old, advantages[c], cfg.epsilon, cfg.epsilon_high)
+            per_token = clipped_surrogate(logp, old, c["advantages"], cfg.epsilon, cfg.epsilon_high)
             if ref_logp[j] is not None:
                 kl = k3(logp, ref_logp[j])
                 per_token = per_token + cfg.beta * kl
             if cfg.loss_type == "dapo":
-                loss = (per_token * mask[c]).sum() * accelerator.num_processes / n_tokens
+                loss = (per_token * c["mask"]).sum() * accelerator.num_processes / n_tokens
             else:
-                loss = (per_token * weights[c]).sum() * accelerator.num_processes
+                loss = (per_token * c["weights"]).sum() * accelerator.num_processes
             if it > 0:
                 ratio = torch.exp(logp.detach() - old)
                 out_of_bounds = ((ratio < low) | (ratio > high)).float()
-                sums["clipped"] += (out_of_bounds * mask[c]).sum().item()
+                sums["clipped"] += (out_of_bounds * c["mask"]).sum().item()
             sync = contextlib.nullcontext() if j == len(chunks) - 1 else accelerator.no_sync(model)
             with sync:
                 accelerator.backward(loss)
             if it == 0:
                 old_logp[j] = logp.detach()
                 sums["loss"] += loss.item() / accelerator.num_processes
-                sums["entropy"] += (entropy * mask[c]).sum().item()
+                sums["entropy"] += (entropy * c["mask"]).sum().item()
                 if ref_logp[j] is not None:
-                    sums["kl"] += (kl.detach() * mask[c]).sum().item()
+                    sums["kl"] += (kl.detach() * c["mask"]).sum().item()
         accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         lp.optimizer.step()
         lp.optimizer.zero_grad(set_to_none=True)
@@ -417,7 +423,7 @@ def train(cfg: RLConfig, callbacks: list[Callable[[list[dict]], None]] = ()) -> 
     frozen = None
     if cfg.beta > 0 and not cfg.model.lora.enabled:
         frozen = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.0)
+    optimizer = loop.adamw(model, cfg.lr)
     pieces = sampling.token_pieces(tokenizer)
     if cfg.prompt_filter == "edge" and trainer.main and not (Path(cfg.out_dir) / FILTER_FILE).exists():
         # Measured on the start policy, before a resumed run would load its later weights.

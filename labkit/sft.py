@@ -157,8 +157,7 @@ def train(cfg: SFTConfig, callbacks: list[Callable[[list[dict]], None]] = ()) ->
     train_tasks = [t for task_list in mixture.values() for t in task_list]
     sets = loop.eval_sets(cfg.eval, cfg.data_dir, train_tasks, cfg.seed) if trainer.main else {}
 
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = loop.adamw(model, cfg.lr, cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     forget = forgetting.measure(cfg.eval, model, tokenizer) if trainer.main else None   # before resume loads weights
     state = trainer.start(model, tokenizer, optimizer, scheduler, {"tokens": 0, "loss_sum": 0.0, "loss_count": 0})

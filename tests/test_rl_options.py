@@ -174,3 +174,40 @@ def test_fit_pool_takes_a_fixed_subset_and_leaves_out_prompts_that_cannot_fit(to
     whole = config.resolve(rl.RLConfig, "smoke", {"fit_prompts": False, "max_prompts": 0})
     everything, counts = prompts.fit_pool(pool, whole, tokenizer)
     assert everything == pool and counts == {"too_long": 0, "pool": 120}  # neither: the whole pool
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo", "dapo"])
+def test_length_sorted_chunks_take_the_same_step_as_the_whole_batch(tiny_llama, loss_type):
+    """micro_batch only changes how the batch is cut (rows sorted by length, each chunk trimmed to its own
+    widths), never the update: the same SGD step with one chunk, chunks of 3 and of 16, up to float order."""
+    import copy
+    from collections import deque
+    from random import Random
+
+    from labkit import loop, sampling
+    from labkit.tasks import Task
+    model, tok = tiny_llama
+    task_list = [Task(f"t{i}", "train_A", "def f(x):\n" + "    # pad\n" * i, "f", "    return x\n",
+                      [{"args": [1], "expected": 1}], [], 1) for i in range(3)]
+    torch.manual_seed(0)
+    rollout = rollouts.sample(model, tok, sampling.token_pieces(tok), task_list, 4, temperature=1.0, top_p=1.0,
+                              max_new_tokens=12)
+    mask = rollout.batch["completion_mask"]
+    assert len(set(mask.sum(1).tolist())) > 1   # completions of different lengths: chunks trim differently
+    advantages = torch.randn(mask.shape) * mask
+    steps = []
+    for size in (0, 3, 16):
+        trained = copy.deepcopy(model)
+        cfg = rl.RLConfig(num_generations=4, beta=0.1, num_iterations=2, loss_type=loss_type, micro_batch=size)
+        lp = loop.Loop(cfg, "rl", cpu=True)
+        lp.model, lp.tokenizer = trained, tok
+        lp.optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
+        stats = rl.policy_update(lp, rl.Actors(cfg, copy.deepcopy(model), trained, [], deque(), Random(0)),
+                                 rollout.batch, advantages)
+        steps.append(([p.detach() - q.detach() for p, q in zip(trained.parameters(), model.parameters())], stats))
+    (whole, whole_stats), *others = steps
+    assert any(d.abs().max() > 1e-4 for d in whole)   # the update moved the weights
+    for deltas, stats in others:
+        assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(whole, deltas))
+        assert stats.keys() == whole_stats.keys()
+        assert all(stats[k] == pytest.approx(whole_stats[k], rel=1e-4, abs=1e-6) for k in stats)

@@ -94,3 +94,36 @@ def test_sampling_is_seeded_and_greedy_does_not_depend_on_the_batch_size(tiny_ll
     assert len(set(sampled(8))) > len(prompts)   # samples of one prompt differ
     assert sampling.complete(model, tok, prompts, max_new_tokens=24, batch_size=1) == \
         sampling.complete(model, tok, prompts, max_new_tokens=24, batch_size=64)
+
+
+def test_a_draw_follows_the_distribution_and_never_picks_outside_the_nucleus():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = probs.clamp(min=1e-30).log().expand(20_000, -1)
+    counts = torch.bincount(sampling._pick(logits, 1.0, 1.0, False), minlength=5).float() / 20_000
+    assert torch.allclose(counts, probs, atol=0.015)   # ~3 standard errors of a share of 20,000 draws
+    assert counts[4] == 0                               # probability 0 is never drawn
+    nucleus = torch.bincount(sampling._pick(logits, 1.0, 0.75, False), minlength=5).float() / 20_000
+    # top_p 0.75 keeps {0.5, 0.3}: renormalised 0.625 / 0.375, nothing else
+    assert nucleus[2:].sum() == 0 and abs(nucleus[0] - 0.625) < 0.015
+
+
+def test_where_finished_samples_leave_the_batch_changes_no_greedy_body(tiny_llama, prompts, monkeypatch):
+    model, tok = tiny_llama
+    bodies = []
+    for share in (0.0, 0.25, 2.0):   # drop at once, once a quarter has finished, never
+        monkeypatch.setattr(sampling, "COMPACT_SHARE", share)
+        bodies.append(sampling.complete(model, tok, prompts * 3, max_new_tokens=24, batch_size=64))
+    assert bodies[0] == bodies[1] == bodies[2]
+
+
+def test_without_the_function_end_a_sample_runs_to_eos(tokenizer):
+    ids = tokenizer("    return 1\nprint(f())\n", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt = torch.tensor([[tokenizer.pad_token_id]])
+    ends = []
+    for stop in (sampling.stop_rule(tokenizer, "cpu"), sampling.eos_only(tokenizer, "cpu")):
+        out, lengths = sampling.generate(Scripted(ids, len(tokenizer)), prompt, torch.ones_like(prompt), stop,
+                                         max_new_tokens=len(ids) + 5, greedy=True)
+        ends.append(lengths[0].item())
+    assert tokenizer.decode(ids[:ends[0]]).endswith("\npr")   # the function ends at the token starting `print`
+    assert ends[1] == len(ids)                             # ... but without the rule only eos ends the sample
