@@ -56,6 +56,24 @@ def test_the_loss_is_on_the_response_tokens_only(tiny_model_dir):
     assert tokenizer.decode(ids[n_prompt:], skip_special_tokens=True) == "    return 2 * x\n"
 
 
+@pytest.mark.parametrize("completion_only", [True, False])
+def test_a_padded_batch_loses_what_its_examples_lose_one_by_one(tiny_llama, completion_only):
+    """token_losses skips the prompts' output layer and a right-padded batch's attention mask: neither may change
+    the loss of any example."""
+    from labkit import batches
+    model, tok = tiny_llama
+    examples = [encode(tok, "def f(x):\n" + "    # a longer prompt\n" * i, "    return x" + " + 1" * (3 - i) + "\n")
+                for i in range(4)]
+    if not completion_only:
+        examples = [(ids, list(ids)) for ids, _ in examples]
+    alone = [batches.token_losses(model, batches.collate([e], tok.pad_token_id)) for e in examples]
+    batch = batches.collate(examples, tok.pad_token_id)
+    assert len({len(ids) for ids, _ in examples}) > 1   # padding in the batch
+    loss, n = batches.token_losses(model, batch)
+    assert n == sum(k for _, k in alone)
+    assert loss.item() == pytest.approx(sum(x.item() for x, _ in alone), rel=1e-5)
+
+
 def test_batches_are_a_function_of_seed_and_epoch_and_group_lengths():
     lengths = [i % 50 + 1 for i in range(200)]
     splits = {"atom_base": list(range(150)), "train_A": list(range(150, 200))}
