@@ -45,10 +45,9 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     out of every real token's view, and without a mask SDPA takes its faster causal path (same losses)."""
     labels, mask = batch["labels"], batch["attention_mask"]
     right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
-    labelled = (labels != -100).any(0)
     width = labels.shape[1]
-    keep = width - int(labelled.float().argmax()) + 1 if labelled.any() else width   # + 1: logits predict the next
-    keep = min(keep, width)
+    first = int((labels != -100).any(0).float().argmax())   # 0 when nothing is labelled: keep every position
+    keep = min(width - first + 1, width)                     # + 1: a position's logits predict the next token
     logits = model(input_ids=batch["input_ids"], attention_mask=None if right_padded else mask,
                    logits_to_keep=keep).logits[:, :-1]
     targets = labels[:, width - keep + 1:]

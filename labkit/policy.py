@@ -90,9 +90,10 @@ def length_chunks(batch: dict, size: int) -> list[tuple[torch.Tensor, dict]]:
     The rows' tokens and positions are unchanged, so the chunks' summed losses are the batch's loss."""
     prompt_len, completion_len = batch["prompt_mask"].sum(1), batch["completion_mask"].sum(1)
     order = torch.argsort(prompt_len + completion_len, stable=True)
+    step = size or len(order)
     out = []
-    for start in range(0, len(order), size or len(order)):
-        rows = order[start:start + (size or len(order))]
+    for start in range(0, len(order), step):
+        rows = order[start:start + step]
         pw, cw = max(int(prompt_len[rows].max()), 1), int(completion_len[rows].max())
         out.append((rows, {k: v[rows][:, -pw:] if k.startswith("prompt") else v[rows][:, :cw]
                            for k, v in batch.items()}))
