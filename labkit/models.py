@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import json
 import os
 import random
+import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,6 +255,10 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS.values()),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    return _fast(tok)
+
+
+def _fast(tok: Tokenizer):
     # clean_up_tokenization_spaces would rewrite " ," as "," on decode and break code; keep decoding exact.
     # model_max_length is left unbounded: pretraining packs long texts itself and never feeds them whole.
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False,
@@ -261,12 +267,36 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
 
 @functools.lru_cache(maxsize=1)
 def embedded_tokenizer():
-    """The lab's tokenizer, trained once per process on a fixed corpus (same library -> same tokenizer).
+    """The lab's tokenizer, trained on a fixed corpus (same library -> same tokenizer), once per corpus: the
+    trained tokenizer is kept in `tokenizer_cache()` for the next process (building the corpus and training take
+    seconds, which every stage process starting from "embedded" would pay).
 
     The atomic documents are repeated so that BPE merges every atomic name into one token (tested).
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return train_tokenizer(atomic_documents() * 100 + stdlib_documents(max_chars=500_000))
+    path = tokenizer_cache()
+    if path.exists():
+        return _fast(Tokenizer.from_file(str(path)))
+    tokenizer = train_tokenizer(atomic_documents() * 100 + stdlib_documents(max_chars=500_000))
+    try:   # written whole, then renamed: processes starting side by side never read half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tokenizer.backend_tokenizer.save(str(tmp))
+        os.replace(tmp, path)
+    except OSError:
+        pass   # no writable cache directory: the next process trains it again
+    return tokenizer
+
+
+def tokenizer_cache() -> Path:
+    """Where the embedded tokenizer is kept between processes: a file named by a digest of everything its
+    corpus is made from (the lab's sources, and the interpreter, whose standard library is part of the corpus),
+    under $XDG_CACHE_HOME/labkit (default ~/.cache/labkit)."""
+    digest = hashlib.sha256(f"{sys.version}\n{sysconfig.get_paths()['stdlib']}".encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labkit"
+    return root / f"embedded-tokenizer-{digest.hexdigest()[:16]}.json"
 
 
 def embedded_model(size: str, tokenizer):

@@ -50,7 +50,9 @@ def test_off_by_default_and_an_sft_run_logs_both_at_every_evaluation(tiny_model_
     evaluated = sorted({r["step"] for r in metrics if r["metric"] == "pass@1"})
     assert sorted(kl) == sorted(general) == evaluated and len(evaluated) == 3
     last = evaluated[-1]
-    assert kl[0] == 0.0 and kl[last] != 0.0           # measured against the start, which step 0 still is
+    # Measured against the start, which step 0 still is: zero up to float error (the frozen copy's weights sit
+    # at other addresses, and the CPU's matmul kernels may sum in another order for another alignment).
+    assert abs(kl[0]) < 1e-5 and abs(kl[last]) > 1e-3
     assert general[last] != general[0]
 
 

@@ -30,6 +30,24 @@ def test_tokenizer_has_pad_bos_eos_and_a_small_vocab(tokenizer):
     assert len(tokenizer) == models.VOCAB_SIZE
 
 
+def test_the_tokenizer_is_trained_once_then_read_back_the_same(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    models.embedded_tokenizer.cache_clear()
+    try:
+        trained = models.embedded_tokenizer()   # nothing cached yet: trained, then written
+        assert models.tokenizer_cache().is_relative_to(tmp_path) and models.tokenizer_cache().exists()
+        models.embedded_tokenizer.cache_clear()
+        monkeypatch.setattr(models, "train_tokenizer", lambda texts: pytest.fail("trained again"))
+        read = models.embedded_tokenizer()
+    finally:
+        models.embedded_tokenizer.cache_clear()
+    assert read.backend_tokenizer.to_str() == trained.backend_tokenizer.to_str()
+    assert (read.pad_token, read.eos_token, read.model_max_length) == (trained.pad_token, trained.eos_token,
+                                                                        trained.model_max_length)
+    code = inspect.getsource(models)
+    assert read(code)["input_ids"] == trained(code)["input_ids"] and read.decode(read(code)["input_ids"]) == code
+
+
 def test_atomic_names_are_few_tokens(tokenizer):
     # As the model meets them after `def` or in a call: with a leading space.
     counts = {s.name: len(tokenizer.tokenize(" " + s.name)) for s in atomic.library()}

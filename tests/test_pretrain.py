@@ -72,7 +72,7 @@ def _weights(path: Path) -> dict:
 
 def test_killed_run_resumes_from_its_last_checkpoint_and_ends_identical(tmp_path, stage_env):
     killed, straight = tmp_path / "killed", tmp_path / "straight"
-    overrides = {**TINY, "steps": 150, "save_every": 5, "eval_every": 50}
+    overrides = {**TINY, "steps": 40, "save_every": 5, "eval_every": 20}
     def command(out: Path) -> list[str]:
         return [sys.executable, "-m", "labkit", "pretrain", "--out", str(out),
                 *(a for key, value in overrides.items() for a in ("--set", f"{key}={value}"))]
