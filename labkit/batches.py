@@ -36,20 +36,35 @@ def collate(examples: list[tuple[list[int], list[int]]], pad_id: int) -> dict[st
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
+# Causal LMs whose logits are their output layer applied to the decoder's last hidden state, nothing more (no
+# soft-capping or scaling of the logits, as some other families apply): for these the output layer can be
+# applied to the labelled positions alone.
+PLAIN_HEADS = ("LlamaForCausalLM",)
+
+
 def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of next-token cross-entropy over labelled tokens, number of labelled tokens).
 
-    Only the positions from the batch's first labelled token on go through the output layer (`logits_to_keep`):
-    with the loss on completions, the prompts' logits would be computed and thrown away. A right-padded batch
-    (`collate`'s) goes in without its attention mask: causal attention already keeps padding at the end of a row
-    out of every real token's view, and without a mask SDPA takes its faster causal path (same losses)."""
+    Only labelled positions go through the output layer: with the loss on completions, the prompts' logits (and
+    the padding's) would be computed and thrown away. A model of `PLAIN_HEADS` gets the output layer on exactly
+    the labelled positions; any other model on the positions from the batch's first labelled token on
+    (`logits_to_keep`). A right-padded batch (`collate`'s) goes in without its attention mask: causal attention
+    already keeps padding at the end of a row out of every real token's view, and without a mask SDPA takes its
+    faster causal path (same losses)."""
     labels, mask = batch["labels"], batch["attention_mask"]
     right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
+    attention = None if right_padded else mask
+    if type(model).__name__ in PLAIN_HEADS:
+        targets = labels[:, 1:]
+        labelled = targets != -100
+        hidden = model.model(input_ids=batch["input_ids"], attention_mask=attention).last_hidden_state
+        logits = model.lm_head(hidden[:, :-1][labelled])
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets[labelled], reduction="sum")
+        return loss, labelled.sum()
     width = labels.shape[1]
     first = int((labels != -100).any(0).float().argmax())   # 0 when nothing is labelled: keep every position
     keep = min(width - first + 1, width)                     # + 1: a position's logits predict the next token
-    logits = model(input_ids=batch["input_ids"], attention_mask=None if right_padded else mask,
-                   logits_to_keep=keep).logits[:, :-1]
+    logits = model(input_ids=batch["input_ids"], attention_mask=attention, logits_to_keep=keep).logits[:, :-1]
     targets = labels[:, width - keep + 1:]
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                              ignore_index=-100, reduction="sum")

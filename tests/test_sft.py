@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from labkit import cli, config, models, runs, sft
 from labkit.batches import encode
@@ -56,12 +57,17 @@ def test_the_loss_is_on_the_response_tokens_only(tiny_model_dir):
     assert tokenizer.decode(ids[n_prompt:], skip_special_tokens=True) == "    return 2 * x\n"
 
 
+@pytest.mark.parametrize("plain_head", [True, False], ids=["labelled-positions", "logits-to-keep"])
 @pytest.mark.parametrize("completion_only", [True, False])
-def test_a_padded_batch_loses_what_its_examples_lose_one_by_one(tiny_llama, completion_only):
-    """token_losses skips the prompts' output layer and a right-padded batch's attention mask: neither may change
-    the loss of any example."""
+def test_a_padded_batch_loses_what_its_examples_lose_one_by_one(tiny_llama, completion_only, plain_head,
+                                                                monkeypatch):
+    """token_losses skips the prompts' output layer (on exactly the labelled positions for a plain head, from the
+    first labelled one otherwise) and a right-padded batch's attention mask: none of it may change the loss of
+    any example, which is the plain cross-entropy of the whole logits."""
     from labkit import batches
     model, tok = tiny_llama
+    if not plain_head:
+        monkeypatch.setattr(batches, "PLAIN_HEADS", ())
     examples = [encode(tok, "def f(x):\n" + "    # a longer prompt\n" * i, "    return x" + " + 1" * (3 - i) + "\n")
                 for i in range(4)]
     if not completion_only:
@@ -72,6 +78,9 @@ def test_a_padded_batch_loses_what_its_examples_lose_one_by_one(tiny_llama, comp
     loss, n = batches.token_losses(model, batch)
     assert n == sum(k for _, k in alone)
     assert loss.item() == pytest.approx(sum(x.item() for x, _ in alone), rel=1e-5)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    whole = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["labels"][:, 1:].flatten(), reduction="sum")
+    assert loss.item() == pytest.approx(whole.item(), rel=1e-5)
 
 
 def test_batches_are_a_function_of_seed_and_epoch_and_group_lengths():
