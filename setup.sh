@@ -4,9 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# --no-compile: pip would byte-compile every module of every package (half of the install's time, measured in
-# README); Python compiles the modules actually imported on first use instead, and keeps them.
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -r requirements.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 # The notebooks' kernel must be this venv's interpreter (papermill and JupyterLab look for "python3").
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
