@@ -233,6 +233,18 @@ def test_findings_figures_are_drawn_from_the_run_directories(tmp_path):
     assert [b.x[0] for b in bars] == list(experiments.MODES)
 
 
+def test_the_committed_f3a_sweep_draws_each_run_with_its_drop():
+    from labkit.viz import findings
+
+    sweep = json.loads((experiments.REFERENCE / "f3a_sweep.json").read_text())
+    fig = findings.f3a_sweep_figure(sweep)
+    assert len(fig.data) == 2 * len(sweep["points"]) >= 2   # target and train panels, one line per run
+    for trace, (name, point) in zip(fig.data[::2], sweep["points"].items()):
+        drop = point["test_target_window_drop"]["drop"]
+        assert f"seed {point['seed']}" in trace.name and f"drop {drop:.3f}" in trace.name
+        assert list(trace.y) == [v for _, v in point["curves"]["test_target"]]
+
+
 def test_findings_stage_writes_the_json_then_the_figures_beside_it(tmp_path, monkeypatch, capsys):
     from labkit import cli
     from labkit.viz import export, findings

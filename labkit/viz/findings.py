@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from labkit import experiments
 from labkit.experiments import FindingsConfig, by_kind, e4_run, final, paths, values
-from labkit.tasks import KINDS
+from labkit.tasks import ATOMIC, KINDS
 from labkit.viz import export
 from labkit.viz.runs import PALETTE, seed_bands
 
@@ -134,6 +134,25 @@ def f3a_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
     return _style(fig, f"F3a — {_verdict(result, 'F3a')}",
                   f"does held-out pass@1 peak and fall under long SFT while train keeps rising, and not under RL? "
                   f"SFT's drop per seed {drops}")
+
+
+def f3a_sweep_figure(sweep: dict) -> go.Figure:
+    """The long-SFT sweep behind F3a's precondition (`figures/f3a_sweep.json`): each run's target and train
+    pass@1 over steps, its window drop in the legend."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["test_target (held out)", "train (its own prompts)"])
+    for i, (name, point) in enumerate(sweep["points"].items()):
+        drop = point["test_target_window_drop"]
+        composites = ", ".join(f"{split} ×{w:g}" for split, w in point["mixture"].items() if split not in ATOMIC)
+        label = f"atomic + {composites}, seed {point['seed']}: drop {drop['drop']:.3f} ± {drop['se']:.3f}"
+        for col, split in enumerate(("test_target", "train"), 1):
+            steps, values_ = zip(*point["curves"][split])
+            fig.add_trace(go.Scatter(x=steps, y=values_, mode="lines+markers", name=label, legendgroup=name,
+                                     showlegend=col == 1, line=dict(color=PALETTE[i % len(PALETTE)])), row=1, col=col)
+    fig.update_xaxes(title="step")
+    fig.update_yaxes(title="greedy pass@1", rangemode="tozero", col=1)
+    return _style(fig, "F3a's precondition: does long SFT ever peak and fall on held-out tasks?",
+                  f"{len(sweep['points'])} long SFT runs at constant lr; a drop of {experiments.PEAK_DROP} from the "
+                  "peak window to the end would be one", height=500)
 
 
 def f3b_figure(cfg: FindingsConfig, result: dict) -> go.Figure:
