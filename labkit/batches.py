@@ -55,19 +55,16 @@ def token_losses(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, t
     right_padded = bool((mask[:, 1:] <= mask[:, :-1]).all())
     attention = None if right_padded else mask
     if type(model).__name__ in PLAIN_HEADS:
-        targets = labels[:, 1:]
-        labelled = targets != -100
+        labelled = labels[:, 1:] != -100
         hidden = model.model(input_ids=batch["input_ids"], attention_mask=attention).last_hidden_state
-        logits = model.lm_head(hidden[:, :-1][labelled])
-        loss = torch.nn.functional.cross_entropy(logits.float(), targets[labelled], reduction="sum")
-        return loss, labelled.sum()
-    width = labels.shape[1]
-    first = int((labels != -100).any(0).float().argmax())   # 0 when nothing is labelled: keep every position
-    keep = min(width - first + 1, width)                     # + 1: a position's logits predict the next token
-    logits = model(input_ids=batch["input_ids"], attention_mask=attention, logits_to_keep=keep).logits[:, :-1]
-    targets = labels[:, width - keep + 1:]
-    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
-                                             ignore_index=-100, reduction="sum")
+        logits, targets = model.lm_head(hidden[:, :-1][labelled]), labels[:, 1:][labelled]
+    else:
+        width = labels.shape[1]
+        first = int((labels != -100).any(0).float().argmax())   # 0 when nothing is labelled: keep every position
+        keep = min(width - first + 1, width)                     # + 1: a position's logits predict the next token
+        logits = model(input_ids=batch["input_ids"], attention_mask=attention, logits_to_keep=keep).logits[:, :-1]
+        logits, targets = logits.flatten(0, 1), labels[:, width - keep + 1:].flatten()
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets, ignore_index=-100, reduction="sum")
     return loss, (targets != -100).sum()
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import tokenizers
 import torch
 import transformers
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
@@ -289,10 +290,10 @@ def embedded_tokenizer():
 
 
 def tokenizer_cache() -> Path:
-    """Where the embedded tokenizer is kept between processes: a file named by a digest of everything its
-    corpus is made from (the lab's sources, and the interpreter, whose standard library is part of the corpus),
-    under $XDG_CACHE_HOME/labkit (default ~/.cache/labkit)."""
-    digest = hashlib.sha256(f"{sys.version}\n{sysconfig.get_paths()['stdlib']}".encode())
+    """Where the embedded tokenizer is kept between processes: a file named by a digest of everything the
+    trained tokenizer depends on (the lab's sources, the interpreter, whose standard library is part of the
+    corpus, and the `tokenizers` library that trains it), under $XDG_CACHE_HOME/labkit (default ~/.cache/labkit)."""
+    digest = hashlib.sha256(f"{sys.version}\n{sysconfig.get_paths()['stdlib']}\n{tokenizers.__version__}".encode())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labkit"
